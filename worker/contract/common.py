@@ -1,0 +1,58 @@
+"""Shared pieces of the wire format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from worker.errors import InvalidCommand
+
+
+class CommandModel(BaseModel):
+    """A command as producers send it: frozen, and unknown keys are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class ResultModel(BaseModel):
+    """Every result carries `error` and `error_text`, and echoes the command's identifiers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: int = 0
+    error_text: str = ""
+    feedback_id: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+
+
+def parse_json_object(body: bytes, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, or InvalidCommand saying why not."""
+    if len(body) > max_bytes:
+        raise InvalidCommand(f"message is {len(body)} bytes, over the limit of {max_bytes}")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidCommand(f"body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidCommand("body must be a JSON object")
+    return value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, naming the field, in one line."""
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    if first["type"] == "extra_forbidden":
+        return f"unknown parameter '{location}'"
+    if first["type"] == "missing":
+        return f"missing parameter '{location}'"
+    return f"invalid parameter '{location}': {first['msg']}"
+
+
+def feedback_id_of(raw: dict[str, Any]) -> str | None:
+    """`feedback_id` of a command that may fail validation, so even a 400 can echo it."""
+    value = raw.get("feedback_id")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,29 @@
+"""Domain events published to the `profile_events` topic exchange (SPEC §7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+
+class Event(BaseModel):
+    """One thing that happened; the routing key is `event`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: str
+    occurred_at: datetime
+    account_id: int
+    db_id: int | None = None
+    profile_id: str | None = None
+    profile_xxh: str | None = None
+    changed_fields: list[str] | None = None
+    trigger_id: int | None = None
+    workflow_id: int | None = None
+    feedback_id: str | None = None
+    message_id: str | None = None
+
+    @field_serializer("occurred_at")
+    def _rfc3339_utc(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

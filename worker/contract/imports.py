@@ -1,0 +1,92 @@
+"""Profile import commands and results (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from worker.contract.common import CommandModel, ResultModel, describe_validation_error
+from worker.errors import InvalidCommand
+
+MatchingMode = Literal[
+    "email",
+    "email_profile",
+    "email_sub",
+    "phone",
+    "phone_sub",
+    "email_phone",
+    "email_phone_sub",
+    "profile_id",
+    "custom",
+    "push_sub",
+]
+MATCHING_MODES: frozenset[str] = frozenset(MatchingMode.__args__)  # type: ignore[attr-defined]
+
+
+class ImportCommand(CommandModel):
+    """One `database_import` command in its canonical (`data`) form."""
+
+    account_id: StrictInt
+    db_id: StrictInt
+    data: dict[str, Any]
+    matching: MatchingMode = "email"
+    email: StrictStr | None = None
+    phone: StrictStr | None = None
+    profile_id: StrictStr | None = None
+    field_name: StrictStr | None = None
+    field_value: Any = None
+    provider: StrictStr | None = None
+    subscription_id: StrictStr | None = None
+    resource_id: StrictInt | None = None
+    update_only: StrictBool = False
+    skip_triggers: StrictBool = False
+    trigger_id: StrictInt | None = None
+    workflow_id: StrictInt | None = None
+    feedback_id: StrictStr | None = None
+    token: StrictStr | None = None
+
+
+PARAMETERS: frozenset[str] = frozenset(ImportCommand.model_fields)
+
+
+class ImportResult(ResultModel):
+    """The answer to one import command (SPEC §4.5)."""
+
+    matching_field: str | None = None
+    profile_id: str | None = None
+    profile_xxh: str | None = None
+    created: bool = False
+    db_id: int | None = None
+    account_id: int | None = None
+
+
+def decode_import(raw: dict[str, Any]) -> ImportCommand:
+    """Validate a parsed body, accepting the flat "quick import" form too (SPEC §4.1)."""
+    if "data" not in raw:
+        raw = _unflatten(raw)
+    try:
+        return ImportCommand.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidCommand(describe_validation_error(exc)) from None
+
+
+def _unflatten(raw: dict[str, Any]) -> dict[str, Any]:
+    """Move every key that is not a parameter into `data`; `matching` may name a field."""
+    params = {key: value for key, value in raw.items() if key in PARAMETERS}
+    fields = {key: value for key, value in raw.items() if key not in PARAMETERS}
+    if not fields:
+        raise InvalidCommand("missing parameter 'data' (or at least one profile field)")
+    matching = params.get("matching")
+    if isinstance(matching, str) and matching not in MATCHING_MODES:
+        params.update(matching="custom", field_name=matching, field_value=fields.get(matching))
+    return {**params, "data": fields}
+
+
+class FieldUpdate(CommandModel):
+    """A functional update of one field: `{"action": ..., "value": ...}` (SPEC §4.3)."""
+
+    model_config = CommandModel.model_config | {"strict": False}
+
+    action: Literal["set", "unset", "incr", "add", "delete"] = "set"
+    value: Any = Field(default=None)

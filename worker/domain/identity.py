@@ -1,0 +1,47 @@
+"""Profile ids, their xxh64 hashes, and the normal forms used to compare emails and phones."""
+
+from __future__ import annotations
+
+import re
+
+import xxhash
+from bson import ObjectId
+
+from worker.errors import InvalidCommand
+
+_PROFILE_ID = re.compile(r"^[0-9a-f]{24}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE_JUNK = re.compile(r"[^0-9]")
+
+
+def profile_xxh(profile_id: str) -> str:
+    """XXH64 (seed 0) of the 24-char id's ASCII bytes, as 16 lower-case hex digits."""
+    return xxhash.xxh64_hexdigest(profile_id.encode("ascii"))
+
+
+def new_profile_id() -> str:
+    """A fresh profile id: a MongoDB ObjectId in its 24-char hex form."""
+    return str(ObjectId())
+
+
+def check_profile_id(value: str, field: str = "profile_id") -> str:
+    """The id itself if it is 24 lower-case hex digits, else a 400 naming the field."""
+    if not _PROFILE_ID.match(value):
+        raise InvalidCommand(f"invalid parameter '{field}': expected 24 lower-case hex digits")
+    return value
+
+
+def normalize_email(value: str, field: str = "email") -> str:
+    """Trimmed and lower-cased: emails compare case-insensitively (SPEC §4.2)."""
+    email = value.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidCommand(f"invalid value of '{field}': not an email address")
+    return email
+
+
+def normalize_phone(value: str, field: str = "phone") -> str:
+    """`+` and digits only: phones compare in that form (SPEC §4.2)."""
+    digits = _PHONE_JUNK.sub("", value)
+    if not 5 <= len(digits) <= 15:
+        raise InvalidCommand(f"invalid value of '{field}': a phone has 5 to 15 digits")
+    return "+" + digits

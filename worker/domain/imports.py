@@ -1,0 +1,320 @@
+"""The import path for a batch: dedup, authorize, match, plan, write ahead, apply.
+
+Commands run in rounds. A round takes at most one command per profile, so later commands on
+the same profile see the effect of earlier ones and queue order holds inside a batch. A write
+that lost a race to another process is planned again in the next round.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from worker.contract.common import feedback_id_of, parse_json_object
+from worker.contract.imports import ImportResult, decode_import
+from worker.domain.auth import Access, authorize
+from worker.domain.coercion import unique_form
+from worker.domain.envelope import Envelope, Outcome
+from worker.domain.fields import plan_changes
+from worker.domain.identity import new_profile_id
+from worker.domain.import_plan import (
+    ImportJob,
+    PlannedImport,
+    marker_of,
+    match_key,
+    order_key,
+    plan_import,
+)
+from worker.domain.ports import InboxEntry, Store
+from worker.domain.profiles import Profile, unique_key
+from worker.errors import InvalidCommand, NotFound, Refusal, WriteConflict
+
+MAX_ROUNDS = 8
+Clock = Callable[[], datetime]
+
+
+class ImportProcessor:
+    """Turns a batch of import envelopes into one outcome each, in order."""
+
+    def __init__(self, store: Store, clock: Clock, max_message_bytes: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_message_bytes = max_message_bytes
+
+    async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(envelopes)
+        dedup_ids = [_dedup_id(envelope) for envelope in envelopes]
+        known = await self._store.lookup([d for d in dedup_ids if d is not None])
+        jobs: list[ImportJob] = []
+        for index, (envelope, dedup_id) in enumerate(zip(envelopes, dedup_ids, strict=True)):
+            entry = known.get(dedup_id) if dedup_id else None
+            if entry is not None and entry.state == "done":
+                outcomes[index] = Outcome(result=entry.result, replayed=True)
+                continue
+            try:
+                jobs.append(self._job(index, envelope, dedup_id, entry))
+            except _Invalid as refusal:
+                outcomes[index] = self._refused(envelope, dedup_id, refusal, refusal.feedback_id)
+            except InvalidCommand as refusal:
+                outcomes[index] = self._refused(envelope, dedup_id, refusal, dead_letter=True)
+        await self._run(jobs, outcomes)
+        await self._remember_refusals(outcomes)
+        return [outcome or Outcome(result={}, retry="not processed") for outcome in outcomes]
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> None:
+        """Mark answered commands done in the inbox; call after their answers are published."""
+        finished = [o.dedup_id for o in outcomes if o.dedup_id and not o.retry and not o.replayed]
+        if finished:
+            await self._store.finish(finished)
+
+    def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]:
+        """The result for a command that cannot be processed at all (e.g. retries spent)."""
+        return self._result_for(envelope, code, text)
+
+    def _job(
+        self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
+    ) -> ImportJob:
+        raw = parse_json_object(envelope.body, self._max_message_bytes)
+        try:
+            command = decode_import(raw)
+            key = order_key(command)
+        except InvalidCommand as refusal:
+            raise _Invalid(refusal.text, feedback_id_of(raw)) from None
+        job = ImportJob(
+            index=index,
+            envelope=envelope,
+            command=command,
+            dedup_id=dedup_id,
+            marker=marker_of(dedup_id or uuid.uuid4().hex),
+            order_key=key,
+        )
+        if entry is not None and entry.write is not None:
+            job.replay_write = entry.write
+            job.replay_answer = (entry.result, entry.events)
+        return job
+
+    async def _run(self, jobs: list[ImportJob], outcomes: list[Outcome | None]) -> None:
+        for _ in range(MAX_ROUNDS):
+            if not jobs:
+                return
+            current, later = _one_per_key(jobs)
+            retried = await self._round(current, outcomes)
+            jobs = sorted([*retried, *later], key=lambda job: job.index)
+        for job in jobs:
+            outcomes[job.index] = Outcome(result={}, retry="concurrent writes did not settle")
+
+    async def _round(self, jobs: list[ImportJob], outcomes: list[Outcome | None]) -> list[ImportJob]:
+        """Run one round; return the jobs to try again in the next."""
+        retried = await self._replay(
+            [job for job in jobs if job.replay_write is not None], outcomes
+        )
+        fresh = []
+        for job in jobs:
+            if job.replay_write is not None:
+                continue
+            try:
+                await self._prepare(job)
+                fresh.append(job)
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused(
+                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
+                )
+        planned, deferred = await self._plan(fresh, outcomes)
+        if planned:
+            await self._store.begin(
+                [
+                    InboxEntry(job.dedup_id, "pending", plan.result, plan.events, plan.write)
+                    for job, plan in planned
+                    if job.dedup_id
+                ],
+                self._clock(),
+            )
+            statuses = await self._store.apply([plan.write for _, plan in planned], replay=False)
+            for (job, plan), status in zip(planned, statuses, strict=True):
+                if status == "applied":
+                    outcomes[job.index] = Outcome(plan.result, plan.events, dedup_id=job.dedup_id)
+                else:
+                    retried.append(job)
+        return [*retried, *deferred]
+
+    async def _replay(
+        self, jobs: list[ImportJob], outcomes: list[Outcome | None]
+    ) -> list[ImportJob]:
+        """Finish commands whose outcome was written ahead before a crash."""
+        writes = [job.replay_write for job in jobs if job.replay_write is not None]
+        if not writes:
+            return []
+        statuses = await self._store.apply(writes, replay=True)
+        retried = []
+        for job, status in zip(jobs, statuses, strict=True):
+            if status == "applied" and job.replay_answer is not None:
+                result, events = job.replay_answer
+                outcomes[job.index] = Outcome(result, events, dedup_id=job.dedup_id)
+            else:
+                job.replay_write = job.replay_answer = None
+                retried.append(job)
+        return retried
+
+    async def _prepare(self, job: ImportJob) -> None:
+        """Catalog checks and field validation: everything that needs no profile."""
+        command = job.command
+        account = await self._store.account(command.account_id)
+        if account is None:
+            raise NotFound(f"account {command.account_id} not found")
+        database = await self._store.database(command.db_id)
+        if database is None or database.account_id != command.account_id:
+            raise NotFound(f"database {command.db_id} not found in account {command.account_id}")
+        if account.max_message_bytes and len(job.envelope.body) > account.max_message_bytes:
+            raise InvalidCommand(
+                f"message is {len(job.envelope.body)} bytes, over the account's limit of "
+                f"{account.max_message_bytes}"
+            )
+        await authorize(
+            Access(command.account_id, [command.db_id], "write", command.token,
+                   job.envelope.user_id),
+            self._store,
+        )
+        job.database = database
+        schema = database.schema()
+        job.changes = plan_changes(schema, command.data)
+        job.match_key = match_key(command, schema)
+
+    async def _plan(
+        self, jobs: list[ImportJob], outcomes: list[Outcome | None]
+    ) -> tuple[list[tuple[ImportJob, PlannedImport]], list[ImportJob]]:
+        """Match every job against the store and plan it; defer a second job on one profile."""
+        owners, profiles = await self._lookup(jobs)
+        now = self._clock()
+        planned: list[tuple[ImportJob, PlannedImport]] = []
+        deferred: list[ImportJob] = []
+        taken: set[str] = set()
+        for job in jobs:
+            target, profile_id = _resolve(job, owners, profiles)
+            identity = profile_id if target or job.match_key is None else job.match_key
+            if identity in taken or profile_id in taken:
+                deferred.append(job)
+                continue
+            taken.update((identity, profile_id))
+            try:
+                planned.append((job, plan_import(job, target, profile_id, owners, profiles, now)))
+            except WriteConflict:
+                deferred.append(job)
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused(
+                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
+                )
+        return planned, deferred
+
+    async def _lookup(
+        self, jobs: list[ImportJob]
+    ) -> tuple[dict[str, str], dict[str, Profile]]:
+        """One read for every claimed key the jobs mention, one per database for profiles."""
+        keys: set[str] = set()
+        for job in jobs:
+            assert job.database is not None and job.changes is not None
+            if job.match_key:
+                keys.add(job.match_key)
+            keys.update(_unique_keys_of(job))
+        owners = await self._store.owners(sorted(keys))
+        wanted: dict[int, set[str]] = {}
+        for job in jobs:
+            ids = wanted.setdefault(job.command.db_id, set())
+            ids.update(owners[key] for key in (job.match_key, *_unique_keys_of(job)) if key in owners)
+            if job.match_key is None and job.command.profile_id:
+                ids.add(job.command.profile_id)
+        profiles: dict[str, Profile] = {}
+        for db_id, ids in wanted.items():
+            if ids:
+                profiles.update(await self._store.profiles(db_id, sorted(ids)))
+        return owners, profiles
+
+    def _refused(
+        self,
+        envelope: Envelope,
+        dedup_id: str | None,
+        refusal: Refusal,
+        feedback_id: str | None = None,
+        dead_letter: bool = False,
+    ) -> Outcome:
+        """A 4xx answer; a body that could not even be parsed is also dead-lettered."""
+        return Outcome(
+            result=self._result_for(envelope, refusal.code, refusal.text, feedback_id),
+            dead_letter=refusal.text if dead_letter else None,
+            dedup_id=dedup_id,
+        )
+
+    def _result_for(
+        self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
+    ) -> dict[str, Any]:
+        return ImportResult(
+            error=code,
+            error_text=text,
+            feedback_id=feedback_id,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+        ).model_dump(mode="json")
+
+    async def _remember_refusals(self, outcomes: list[Outcome | None]) -> None:
+        """Store 4xx answers so a redelivery gets the same answer without re-evaluation."""
+        entries = [
+            InboxEntry(o.dedup_id, "pending", o.result)
+            for o in outcomes
+            if o is not None and o.dedup_id and 400 <= o.code < 500
+        ]
+        if entries:
+            await self._store.begin(entries, self._clock())
+
+
+class _Invalid(InvalidCommand):
+    """A parsed body that failed validation: not dead-lettered, and may echo feedback_id."""
+
+    def __init__(self, text: str, feedback_id: str | None) -> None:
+        super().__init__(text)
+        self.feedback_id = feedback_id
+
+
+def _dedup_id(envelope: Envelope) -> str | None:
+    return f"import:{envelope.message_id}" if envelope.message_id else None
+
+
+def _unique_keys_of(job: ImportJob) -> list[str]:
+    """The claim keys of the unique values the job sets."""
+    assert job.database is not None and job.changes is not None
+    schema = job.database.schema()
+    return [
+        unique_key(job.command.db_id, name, unique_form(schema[name], value))
+        for name, value in job.changes.set.items()
+        if schema[name].unique
+    ]
+
+
+def _one_per_key(jobs: list[ImportJob]) -> tuple[list[ImportJob], list[ImportJob]]:
+    """The first job of each order key now; the rest, in order, for later rounds."""
+    seen: set[str] = set()
+    now, later = [], []
+    for job in jobs:
+        (later if job.order_key in seen else now).append(job)
+        seen.add(job.order_key)
+    return now, later
+
+
+def _resolve(
+    job: ImportJob, owners: dict[str, str], profiles: dict[str, Profile]
+) -> tuple[Profile | None, str]:
+    """The profile the job matched, and the id it writes to (a new one if none matched).
+
+    A claim whose profile is missing (a creation cut short) is adopted: the job creates the
+    profile under the claimed id, so a crashed creation never strands its unique value.
+    """
+    if job.match_key is None:
+        profile_id = job.command.profile_id or ""
+        return profiles.get(profile_id), profile_id
+    owner = owners.get(job.match_key)
+    if owner is None:
+        return None, new_profile_id()
+    profile = profiles.get(owner)
+    if profile is None:
+        return None, owner
+    return profile, owner

@@ -1,0 +1,67 @@
+"""What the domain needs from storage. MongoDB implements it in `worker.store`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from worker.domain.catalog import Account, BrokerUser, Database, Token
+from worker.domain.profiles import Profile, ProfileWrite
+
+
+class CatalogReader(Protocol):
+    async def account(self, account_id: int) -> Account | None: ...
+    async def database(self, db_id: int) -> Database | None: ...
+    async def token(self, token_sha256: str) -> Token | None: ...
+    async def broker_user(self, user: str) -> BrokerUser | None: ...
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """What the dedup inbox holds for one message id.
+
+    `pending`: the outcome was decided and written ahead, the effect may or may not be applied.
+    `done`: applied and answered; a redelivery only re-sends `result`.
+    """
+
+    dedup_id: str
+    state: Literal["pending", "done"]
+    result: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    write: ProfileWrite | None = None
+
+
+WriteStatus = Literal["applied", "conflict"]
+
+
+class ProfileStore(Protocol):
+    async def owners(self, keys: Sequence[str]) -> dict[str, str]:
+        """The profile id that owns each unique key that is claimed."""
+        ...
+
+    async def profiles(self, db_id: int, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        """The profiles of `db_id` among `profile_ids` that exist."""
+        ...
+
+    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+        """Apply writes touching distinct profiles; each reports applied or conflict.
+
+        A write whose marker the profile already carries counts as applied. Without
+        `replay`, an update also requires the profile's version to be unchanged.
+        """
+        ...
+
+
+class Inbox(Protocol):
+    async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]: ...
+    async def begin(self, entries: Sequence[InboxEntry], at: datetime) -> None: ...
+    async def finish(self, dedup_ids: Sequence[str]) -> None: ...
+    async def forget_before(self, moment: datetime) -> int: ...
+
+
+class Store(CatalogReader, ProfileStore, Inbox, Protocol):
+    """Everything the worker keeps."""
+
+    async def ping(self) -> None: ...

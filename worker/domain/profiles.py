@@ -1,0 +1,60 @@
+"""What the domain knows of a stored profile and of a change to one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A profile as read from the store: its fields, version and applied-command markers."""
+
+    profile_id: str
+    db_id: int
+    account_id: int
+    fields: dict[str, Any]
+    version: int
+    markers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FieldChanges:
+    """The field-level effect of one import, one MongoDB-neutral bucket per kind of change."""
+
+    set: dict[str, Any] = field(default_factory=dict)
+    unset: list[str] = field(default_factory=list)
+    inc: dict[str, int | float] = field(default_factory=dict)
+    add_tags: dict[str, list[str]] = field(default_factory=dict)
+    remove_tags: dict[str, list[str]] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Every field this change touches, sorted."""
+        return sorted({*self.set, *self.unset, *self.inc, *self.add_tags, *self.remove_tags})
+
+
+@dataclass(frozen=True)
+class ProfileWrite:
+    """One planned, idempotent profile write.
+
+    `marker` identifies the command; the write applies only while the profile does not carry
+    it, so a replay after a crash changes nothing twice. `claims` maps unique keys to the
+    profile that owns them now (None: nobody), `releases` are keys this profile gives up.
+    """
+
+    profile_id: str
+    db_id: int
+    account_id: int
+    create: bool
+    expected_version: int
+    changes: FieldChanges
+    marker: str
+    marker_at_ms: int
+    pruned_markers: tuple[str, ...] = ()
+    claims: dict[str, str | None] = field(default_factory=dict)
+    releases: tuple[str, ...] = ()
+
+
+def unique_key(db_id: int, field_name: str, value: str) -> str:
+    """The claim key that makes `value` of `field_name` unique within a database."""
+    return f"{db_id}:{field_name}:{value}"

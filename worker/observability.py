@@ -1,0 +1,69 @@
+"""Logging as JSON lines, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+COMMANDS = Counter(
+    "profile_worker_commands_total",
+    "Commands answered, by queue and result code (replayed: answered from the dedup inbox).",
+    ["queue", "code", "replayed"],
+)
+RETRIES = Counter(
+    "profile_worker_retries_total", "Commands sent to a delayed retry queue.", ["queue"]
+)
+DEAD_LETTERS = Counter(
+    "profile_worker_dead_letters_total", "Commands copied to <queue>.dead.", ["queue"]
+)
+BATCH_SECONDS = Histogram(
+    "profile_worker_batch_seconds",
+    "Time from a batch's first message to its ack.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "profile_worker_batch_size", "Messages per batch.", ["queue"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+STORE_UP = Gauge("profile_worker_store_up", "1 while the database answers, 0 during an outage.")
+BROKER_UP = Gauge("profile_worker_broker_up", "1 while connected to RabbitMQ.")
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra=` keys (feedback_id, message_id, ...) become fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aio_pika", "aiormq", "pymongo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on `port`; 0 turns it off."""
+    if port:
+        start_http_server(port)

@@ -1,0 +1,1 @@
+"""Everything AMQP: topology, the batch consumer (the one place that acks), publishing."""

@@ -1,0 +1,149 @@
+"""The worker's life: connect, declare, consume; reconnect with backoff; stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import AMQPException
+
+from worker.domain.imports import ImportProcessor
+from worker.errors import BrokerUnavailable, StoreUnavailable
+from worker.observability import BROKER_UP
+from worker.runtime.consumer import BatchConsumer
+from worker.runtime.publisher import Publisher
+from worker.runtime.topology import Route, declare, declare_command_queue
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+log = logging.getLogger("worker.app")
+
+BROKER_ERRORS = (
+    AMQPException,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+    BrokerUnavailable,
+)
+
+
+class Worker:
+    """Runs the consumers of one process until `stopping` is set."""
+
+    def __init__(self, settings: Settings, store: MongoStore) -> None:
+        self._settings = settings
+        self._store = store
+        self.ready = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self._store_ready(stopping)
+        sweeper = asyncio.create_task(self._sweep_inbox(stopping))
+        delay = 0.5
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._session(stopping)
+                    delay = 0.5
+                except BROKER_ERRORS as exc:
+                    BROKER_UP.set(0)
+                    self.ready.clear()
+                    log.warning("broker connection lost; reconnecting", extra={
+                        "error": repr(exc), "delay_seconds": delay})
+                    await _sleep_unless(stopping, delay)
+                    delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _store_ready(self, stopping: asyncio.Event) -> None:
+        delay = 0.5
+        while not stopping.is_set():
+            try:
+                await self._store.ensure_indexes()
+                return
+            except StoreUnavailable as exc:
+                log.warning("database unavailable at start", extra={"error": str(exc)})
+                await _sleep_unless(stopping, delay)
+                delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
+
+    async def _session(self, stopping: asyncio.Event) -> None:
+        """One broker connection: declare, consume until stopping or the connection is lost."""
+        settings = self._settings
+        connection: AbstractRobustConnection = await aio_pika.connect(  # type: ignore[assignment]
+            settings.amqp_url,
+            client_properties={"connection_name": settings.connection_name},
+        )
+        lost = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: lost.set())
+        halt = asyncio.Event()
+        try:
+            publish_channel = await connection.channel(publisher_confirms=True)
+            topology = await declare(publish_channel, settings)
+            consume_channel = await connection.channel(publisher_confirms=False)
+            await consume_channel.set_qos(prefetch_count=settings.prefetch_count)
+            route = Route(settings.import_queue, settings.import_result_queue)
+            queue = await declare_command_queue(consume_channel, settings, route)
+            processor = ImportProcessor(
+                self._store,
+                lambda: datetime.now(UTC),
+                settings.max_message_bytes,
+            )
+            consumer = BatchConsumer(
+                queue, route, processor, Publisher(publish_channel.default_exchange),
+                (topology.events, topology.dead_letter), self._store, settings,
+            )
+            task = asyncio.create_task(consumer.run(halt))
+            BROKER_UP.set(1)
+            self.ready.set()
+            log.info("consuming", extra={"queue": route.queue})
+            await _first_of(stopping, lost, task)
+            halt.set()
+            if lost.is_set() and not task.done():
+                task.cancel()
+            await self._finish(task)
+            if lost.is_set():
+                raise BrokerUnavailable("connection closed")
+        finally:
+            halt.set()
+            if not connection.is_closed:
+                await connection.close()
+
+    async def _finish(self, task: asyncio.Task[None]) -> None:
+        """Let the batch in hand finish within the grace period, then cancel it."""
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._settings.shutdown_grace_seconds)
+        except TimeoutError:
+            log.warning("shutdown grace period over; in-flight batch abandoned to redelivery")
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _sweep_inbox(self, stopping: asyncio.Event) -> None:
+        """Forget dedup entries older than the window (FerretDB has no TTL indexes)."""
+        window = timedelta(seconds=self._settings.dedup_window_seconds)
+        while not stopping.is_set():
+            try:
+                removed = await self._store.forget_before(datetime.now(UTC) - window)
+                if removed:
+                    log.info("dedup inbox swept", extra={"removed": removed})
+            except StoreUnavailable:
+                pass
+            await _sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)
+
+
+async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _first_of(stopping: asyncio.Event, lost: asyncio.Event, task: asyncio.Task[None]) -> None:
+    waiters = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(lost.wait()), task}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters - {task}:
+        waiter.cancel()

@@ -1,0 +1,61 @@
+"""One settings object, read once from the environment (prefix `PW_`) and passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker; units are part of the names."""
+
+    model_config = SettingsConfigDict(env_prefix="PW_", frozen=True, extra="ignore")
+
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        validation_alias=AliasChoices("PW_AMQP_URL", "AMQP_URL"),
+    )
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices("PW_MONGODB_URL", "MONGODB_URL"),
+    )
+    mongodb_database: str = "profile_worker"
+    mongodb_timeout_ms: int = 5_000
+    connection_name: str = "profile-worker"
+
+    import_queue: str = "database_import"
+    import_result_queue: str = "database_import_result"
+    relations_queue: str = "relations"
+    relations_result_queue: str = "relations_result"
+    relations_query_queue: str = "relations_query"
+    events_exchange: str = "profile_events"
+    dead_letter_exchange: str = "profile_worker.dead_letter"
+    queue_type: Literal["classic", "quorum"] = "classic"
+
+    prefetch_count: int = Field(512, ge=1, le=65_535)
+    batch_max_size: int = Field(256, ge=1)
+    batch_max_wait_ms: int = Field(20, ge=0)
+    retry_max_attempts: int = Field(5, ge=0, le=20)
+    retry_base_delay_ms: int = Field(1_000, ge=1)
+    retry_backoff_factor: float = Field(4.0, ge=1.0)
+    reconnect_max_delay_seconds: float = Field(30.0, gt=0)
+    result_ttl_seconds: int = Field(86_400, ge=1)
+    dedup_window_seconds: int = Field(7 * 86_400, ge=1)
+    dedup_cleanup_interval_seconds: float = Field(600.0, gt=0)
+    catalog_cache_seconds: float = Field(30.0, ge=0)
+    shutdown_grace_seconds: float = Field(30.0, gt=0)
+    max_message_bytes: int = Field(1_048_576, ge=1_024)
+    metrics_port: int = Field(9108, ge=0, le=65_535)
+    log_level: str = "INFO"
+
+    @property
+    def broker_user(self) -> str:
+        """The broker user this worker connects as; RabbitMQ vouches for it in `user_id`."""
+        return urlsplit(self.amqp_url).username or "guest"
+
+    def retry_delay_ms(self, attempt: int) -> int:
+        """Delay before retry number `attempt` (1-based): exponential backoff."""
+        return int(self.retry_base_delay_ms * self.retry_backoff_factor ** (attempt - 1))

@@ -1,0 +1,1 @@
+"""MongoDB: the only package that imports pymongo."""

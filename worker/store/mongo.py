@@ -1,0 +1,103 @@
+"""The MongoDB store: one client, the repositories, and the `Store` interface over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from worker.domain.catalog import Account, BrokerUser, CatalogFile, Database, Token
+from worker.domain.catalog_cache import CachedCatalog
+from worker.domain.ports import InboxEntry, WriteStatus
+from worker.domain.profiles import Profile, ProfileWrite
+from worker.settings import Settings
+from worker.store.catalog import CatalogRepository
+from worker.store.errors import translated
+from worker.store.inbox import InboxRepository
+from worker.store.profiles import ProfileRepository
+
+
+class MongoStore:
+    """Implements `worker.domain.ports.Store` on any MongoDB-wire server."""
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[dict[str, Any]],
+        database: str,
+        catalog_cache_seconds: float = 0.0,
+    ) -> None:
+        self._client = client
+        db = client[database]
+        self.catalog = CatalogRepository(db)
+        self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
+        self._profiles = ProfileRepository(db)
+        self._inbox = InboxRepository(db)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MongoStore:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongodb_url,
+            tz_aware=True,
+            tzinfo=UTC,
+            appname=settings.connection_name,
+            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+            connectTimeoutMS=settings.mongodb_timeout_ms,
+            socketTimeoutMS=settings.mongodb_timeout_ms * 6,
+        )
+        return cls(client, settings.mongodb_database, settings.catalog_cache_seconds)
+
+    async def ensure_indexes(self) -> None:
+        await self._profiles.ensure_indexes()
+        await self._inbox.ensure_indexes()
+
+    async def ping(self) -> None:
+        async with translated():
+            await self._client.admin.command("ping")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def drop(self, database: str) -> None:
+        """Drop a whole database (tests and demos)."""
+        await self._client.drop_database(database)
+
+    # catalog
+    async def account(self, account_id: int) -> Account | None:
+        return await self._catalog_reads.account(account_id)
+
+    async def database(self, db_id: int) -> Database | None:
+        return await self._catalog_reads.database(db_id)
+
+    async def token(self, token_sha256: str) -> Token | None:
+        return await self._catalog_reads.token(token_sha256)
+
+    async def broker_user(self, user: str) -> BrokerUser | None:
+        return await self._catalog_reads.broker_user(user)
+
+    async def apply_catalog(self, catalog: CatalogFile) -> dict[str, int]:
+        return await self.catalog.apply(catalog)
+
+    # profiles
+    async def owners(self, keys: Sequence[str]) -> dict[str, str]:
+        return await self._profiles.owners(keys)
+
+    async def profiles(self, db_id: int, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        return await self._profiles.profiles(db_id, profile_ids)
+
+    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+        return await self._profiles.apply(writes, replay=replay)
+
+    # inbox
+    async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]:
+        return await self._inbox.lookup(dedup_ids)
+
+    async def begin(self, entries: Sequence[InboxEntry], at: datetime) -> None:
+        await self._inbox.begin(entries, at)
+
+    async def finish(self, dedup_ids: Sequence[str]) -> None:
+        await self._inbox.finish(dedup_ids)
+
+    async def forget_before(self, moment: datetime) -> int:
+        return await self._inbox.forget_before(moment)

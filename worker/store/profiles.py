@@ -1,0 +1,169 @@
+"""Profiles and their unique-value claims in MongoDB.
+
+Uniqueness is enforced with claim documents keyed by `_id` (`profile_keys`), which works the
+same on MongoDB and on FerretDB (no partial indexes, no transactions needed). Every profile
+write is conditional on the command's marker being absent, so replays change nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import DeleteOne, InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from worker.domain.ports import WriteStatus
+from worker.domain.profiles import Profile, ProfileWrite
+from worker.store.errors import duplicate_indexes, translated
+
+PROFILES = "profiles"
+CLAIMS = "profile_keys"
+
+
+class ProfileRepository:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._profiles = db[PROFILES]
+        self._claims = db[CLAIMS]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._profiles.create_index([("db_id", 1)])
+
+    async def owners(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        async with translated():
+            docs = await self._claims.find({"_id": {"$in": list(keys)}}).to_list()
+        return {doc["_id"]: doc["profile_id"] for doc in docs}
+
+    async def profiles(self, db_id: int, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        if not profile_ids:
+            return {}
+        ids = [ObjectId(profile_id) for profile_id in profile_ids]
+        async with translated():
+            docs = await self._profiles.find({"_id": {"$in": ids}, "db_id": db_id}).to_list()
+        return {str(doc["_id"]): _profile(doc) for doc in docs}
+
+    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+        """Claims first, then the profile writes, then read back which markers landed."""
+        async with translated():
+            claimed = await self._claim(writes)
+            now = datetime.now(UTC)
+            operations = [_operation(write, replay, now) for write, ok in zip(writes, claimed,
+                                                                              strict=True) if ok]
+            if operations:
+                try:
+                    await self._profiles.bulk_write(operations, ordered=False)
+                except BulkWriteError as exc:
+                    duplicate_indexes(exc)  # a creation that already happened: verified below
+            landed = await self._landed(writes)
+            await self._release([w for w, ok in zip(writes, landed, strict=True) if ok])
+        return ["applied" if ok else "conflict" for ok in landed]
+
+    async def _claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+        """Take each write's unique keys; False for a write that lost one to another profile."""
+        inserts: list[tuple[int, str]] = []
+        takeovers: list[tuple[int, str, str]] = []
+        for index, write in enumerate(writes):
+            for key, stale_owner in write.claims.items():
+                if stale_owner is None:
+                    inserts.append((index, key))
+                else:
+                    takeovers.append((index, key, stale_owner))
+        contested: list[tuple[int, str]] = []
+        if inserts:
+            documents = [{"_id": key, "profile_id": writes[i].profile_id} for i, key in inserts]
+            try:
+                await self._claims.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                contested += [inserts[position] for position in duplicate_indexes(exc)]
+        for index, key, stale_owner in takeovers:
+            result = await self._claims.update_one(
+                {"_id": key, "profile_id": stale_owner},
+                {"$set": {"profile_id": writes[index].profile_id}},
+            )
+            if result.matched_count == 0:
+                contested.append((index, key))
+        ok = [True] * len(writes)
+        if contested:
+            owners = await self.owners([key for _, key in contested])
+            for index, key in contested:
+                if owners.get(key) != writes[index].profile_id:
+                    ok[index] = False
+        return ok
+
+    async def _landed(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+        ids = [ObjectId(write.profile_id) for write in writes]
+        docs = await self._profiles.find({"_id": {"$in": ids}}, {"_applied": 1}).to_list()
+        markers = {str(doc["_id"]): doc.get("_applied") or {} for doc in docs}
+        return [write.marker in markers.get(write.profile_id, {}) for write in writes]
+
+    async def _release(self, writes: Sequence[ProfileWrite]) -> None:
+        releases = [
+            DeleteOne({"_id": key, "profile_id": write.profile_id})
+            for write in writes
+            for key in write.releases
+        ]
+        if releases:
+            await self._claims.bulk_write(releases, ordered=False)
+
+
+def _profile(doc: dict[str, Any]) -> Profile:
+    return Profile(
+        profile_id=str(doc["_id"]),
+        db_id=doc["db_id"],
+        account_id=doc["account_id"],
+        fields=doc.get("fields") or {},
+        version=doc.get("_v", 0),
+        markers=doc.get("_applied") or {},
+    )
+
+
+def _operation(
+    write: ProfileWrite, replay: bool, now: datetime
+) -> InsertOne[dict[str, Any]] | UpdateOne:
+    """The MongoDB operation for one planned write. Field names were checked by the schema."""
+    changes = write.changes
+    if write.create:
+        fields = {**changes.set, **changes.inc, **changes.add_tags}
+        return InsertOne(
+            {
+                "_id": ObjectId(write.profile_id),
+                "db_id": write.db_id,
+                "account_id": write.account_id,
+                "fields": fields,
+                "_v": 1,
+                "_applied": {write.marker: write.marker_at_ms},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    condition: dict[str, Any] = {
+        "_id": ObjectId(write.profile_id),
+        f"_applied.{write.marker}": {"$exists": False},
+    }
+    if not replay:
+        condition["_v"] = write.expected_version
+    update: dict[str, Any] = {
+        "$set": {
+            **{f"fields.{name}": value for name, value in changes.set.items()},
+            f"_applied.{write.marker}": write.marker_at_ms,
+            "updated_at": now,
+        },
+        "$inc": {**{f"fields.{name}": delta for name, delta in changes.inc.items()}, "_v": 1},
+    }
+    unset = [f"fields.{name}" for name in changes.unset]
+    unset += [f"_applied.{marker}" for marker in write.pruned_markers]
+    if unset:
+        update["$unset"] = dict.fromkeys(unset, "")
+    if changes.add_tags:
+        update["$addToSet"] = {
+            f"fields.{name}": {"$each": tags} for name, tags in changes.add_tags.items()
+        }
+    if changes.remove_tags:
+        update["$pullAll"] = {f"fields.{name}": tags for name, tags in changes.remove_tags.items()}
+    return UpdateOne(condition, update)

@@ -82,6 +82,7 @@ class Worker:
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         halt = asyncio.Event()
+        task: asyncio.Task[None] | None = None
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
             topology = await declare(publish_channel, settings)
@@ -111,6 +112,10 @@ class Worker:
                 raise BrokerUnavailable("connection closed")
         finally:
             halt.set()
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
+                    await task
             if not connection.is_closed:
                 await connection.close()
 

@@ -1,0 +1,207 @@
+"""Fixtures that run the real worker against real services, with names unique per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from pymongo import AsyncMongoClient
+
+from tests.integration.services import ServiceUrls, service_urls
+from worker.domain.catalog import CatalogFile
+from worker.runtime.app import Worker
+from worker.runtime.client import CommandClient
+from worker.runtime.topology import routes
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-write-token-0123456789"
+READ_TOKEN = "test-read-token-0123456789"
+OTHER_TOKEN = "test-other-account-token-0123"
+CATALOG = CatalogFile.model_validate(
+    {
+        "accounts": [{"account_id": 1, "name": "Acme"}, {"account_id": 2, "name": "Other"}],
+        "databases": [
+            {
+                "db_id": 10,
+                "account_id": 1,
+                "name": "customers",
+                "fields": [
+                    {"name": "loyalty_id", "type": "string", "unique": True},
+                    {"name": "city", "type": "string"},
+                    {"name": "age", "type": "int"},
+                    {"name": "score", "type": "float"},
+                    {"name": "vip", "type": "bool"},
+                    {"name": "interests", "type": "tags"},
+                    {"name": "tier", "type": "enum", "values": ["bronze", "silver", "gold"]},
+                    {"name": "address", "type": "object"},
+                ],
+            },
+            {"db_id": 20, "account_id": 2, "name": "theirs"},
+        ],
+        "tokens": [
+            {"name": "w", "account_id": 1, "token": TOKEN},
+            {"name": "r", "account_id": 1, "token": READ_TOKEN, "scopes": ["read"]},
+            {"name": "o", "account_id": 2, "token": OTHER_TOKEN},
+        ],
+        "broker_users": [{"user": "guest", "account_id": 1}],
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[ServiceUrls]:
+    with service_urls() as urls:
+        yield urls
+
+
+@pytest.fixture
+def settings(services: ServiceUrls) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    return Settings(
+        amqp_url=services.amqp_url,
+        mongodb_url=services.mongodb_url,
+        mongodb_database=f"pw_test_{suffix}",
+        import_queue=f"database_import.{suffix}",
+        import_result_queue=f"database_import_result.{suffix}",
+        relations_queue=f"relations.{suffix}",
+        relations_result_queue=f"relations_result.{suffix}",
+        relations_query_queue=f"relations_query.{suffix}",
+        events_exchange=f"profile_events.{suffix}",
+        dead_letter_exchange=f"profile_worker.dead_letter.{suffix}",
+        connection_name=f"profile-worker test {suffix}",
+        batch_max_wait_ms=5,
+        retry_max_attempts=2,
+        retry_base_delay_ms=50,
+        catalog_cache_seconds=0,
+        shutdown_grace_seconds=10,
+        metrics_port=0,
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[MongoStore]:
+    store = MongoStore.from_settings(settings)
+    await store.apply_catalog(CATALOG)
+    yield store
+    await store.drop(settings.mongodb_database)
+    await store.close()
+
+
+@pytest.fixture
+async def mongo(settings: Settings) -> AsyncIterator[Any]:
+    """The test's database, read directly with pymongo to check what the worker stored."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
+    yield client[settings.mongodb_database]
+    await client.close()
+
+
+@pytest.fixture
+async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A channel for the test's own looks at queues; deletes the test's topology after."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    yield channel
+    cleanup = await connection.channel()
+    for route in routes(settings):
+        names = [route.queue, route.dead_queue, route.result_queue or ""]
+        names += [route.retry_queue(n) for n in range(1, settings.retry_max_attempts + 1)]
+        for name in filter(None, names):
+            with contextlib.suppress(Exception):
+                await cleanup.queue_delete(name)
+    for exchange in (settings.events_exchange, settings.dead_letter_exchange):
+        with contextlib.suppress(Exception):
+            await cleanup.exchange_delete(exchange)
+    await connection.close()
+
+
+StartWorker = Callable[..., Awaitable[tuple[Worker, asyncio.Event, asyncio.Task[None]]]]
+
+
+@pytest.fixture
+async def start_worker(
+    settings: Settings, store: MongoStore, broker: Any
+) -> AsyncIterator[StartWorker]:
+    """Start a worker in this process; every one started is stopped at the end."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(
+        with_store: MongoStore | None = None, with_settings: Settings | None = None
+    ) -> tuple[Worker, asyncio.Event, asyncio.Task[None]]:
+        stopping = asyncio.Event()
+        worker = Worker(with_settings or settings, with_store or store)
+        task = asyncio.create_task(worker.run(stopping))
+        await asyncio.wait_for(worker.ready.wait(), 30)
+        running.append((stopping, task))
+        return worker, stopping, task
+
+    yield start
+    for stopping, task in running:
+        stopping.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def worker(start_worker: StartWorker) -> Worker:
+    return (await start_worker())[0]
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[CommandClient]:
+    async with CommandClient(settings.amqp_url) as client:
+        yield client
+
+
+class EventTap:
+    """Everything published to the events exchange during a test, in order."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        body["_routing_key"] = message.routing_key
+        await self.events.put(body)
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    def drained(self) -> list[dict[str, Any]]:
+        items = []
+        while not self.events.empty():
+            items.append(self.events.get_nowait())
+        return items
+
+
+@pytest.fixture
+async def events(
+    settings: Settings, broker: aio_pika.abc.AbstractChannel, worker: Worker
+) -> EventTap:
+    tap = EventTap()
+    exchange = await broker.get_exchange(settings.events_exchange)
+    queue = await broker.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key="#")
+    await queue.consume(tap.on_message, no_ack=True)
+    return tap
+
+
+def command(email: str = "ada@example.com", **overrides: Any) -> dict[str, Any]:
+    """An import command of account 1, database 10, matched by email."""
+    body: dict[str, Any] = {"account_id": 1, "db_id": 10, "email": email, "token": TOKEN,
+                            "data": {"_fname": "Ada"}}
+    body.update(overrides)
+    return body
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex

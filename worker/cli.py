@@ -18,10 +18,13 @@ from worker.domain.catalog import CatalogFile, TokenEntry
 from worker.observability import configure_logging, serve_metrics
 from worker.settings import Settings
 
-app = typer.Typer(help="profile-worker: profile import and relations from RabbitMQ commands.",
-                  no_args_is_help=True)
-catalog_app = typer.Typer(help="Accounts, databases, resources, relation types and tokens.",
-                          no_args_is_help=True)
+app = typer.Typer(
+    help="profile-worker: profile import and relations from RabbitMQ commands.",
+    no_args_is_help=True,
+)
+catalog_app = typer.Typer(
+    help="Accounts, databases, resources, relation types and tokens.", no_args_is_help=True
+)
 app.add_typer(catalog_app, name="catalog")
 console = Console(width=160)
 
@@ -86,8 +89,12 @@ def catalog_apply(file: Annotated[Path, typer.Argument(exists=True, readable=Tru
 
 @catalog_app.command("list")
 def catalog_list(
-    kind: Annotated[str, typer.Argument(help="accounts, databases, resources, relation_types, "
-                                             "tokens or broker_users")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="accounts, databases, resources, relation_types, tokens or broker_users"
+        ),
+    ],
 ) -> None:
     """Print the entries of one kind."""
     entries = asyncio.run(_with_store(lambda store: store.catalog.entries(kind)))
@@ -100,14 +107,19 @@ def catalog_add_token(
     account_id: int,
     name: str,
     secret: Annotated[str, typer.Option(help="the token itself, 16 characters or more")],
-    db_id: Annotated[list[int] | None, typer.Option(help="databases it may touch (all if none)")]
-    = None,
+    db_id: Annotated[
+        list[int] | None, typer.Option(help="databases it may touch (all if none)")
+    ] = None,
     read_only: bool = False,
 ) -> None:
     """Store a token (hashed) for an account."""
-    entry = TokenEntry(name=name, account_id=account_id, token=secret,
-                       db_ids=tuple(db_id) if db_id else None,
-                       scopes=("read",) if read_only else ("read", "write"))
+    entry = TokenEntry(
+        name=name,
+        account_id=account_id,
+        token=secret,
+        db_ids=tuple(db_id) if db_id else None,
+        scopes=("read",) if read_only else ("read", "write"),
+    )
     asyncio.run(_with_store(lambda store: store.apply_catalog(CatalogFile(tokens=(entry,)))))
     console.print(f"token '{name}' stored for account {account_id}")
 
@@ -152,8 +164,9 @@ async def _publish(
     async with CommandClient(settings.amqp_url) as client:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"publishing to {queue}", total=len(commands))
-            await client.send_many(queue, commands, reply=wait,
-                                   on_sent=lambda n: progress.advance(task, n))
+            await client.send_many(
+                queue, commands, reply=wait, on_sent=lambda n: progress.advance(task, n)
+            )
         if not wait:
             console.print(f"published {len(commands)} commands to {queue}")
             return []
@@ -167,8 +180,19 @@ def _print_results(replies: list[Any]) -> None:
     for column in ("message_id", "error", "error_text", "profile_id", "profile_xxh", "created"):
         table.add_column(column)
     for reply in sorted(replies, key=lambda r: str(r.get("message_id"))):
-        table.add_row(*(str(reply.get(c, "")) for c in (
-            "message_id", "error", "error_text", "profile_id", "profile_xxh", "created")))
+        table.add_row(
+            *(
+                str(reply.get(c, ""))
+                for c in (
+                    "message_id",
+                    "error",
+                    "error_text",
+                    "profile_id",
+                    "profile_xxh",
+                    "created",
+                )
+            )
+        )
     console.print(table)
 
 

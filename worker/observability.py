@@ -28,7 +28,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BATCH_SIZE = Histogram(
-    "profile_worker_batch_size", "Messages per batch.", ["queue"],
+    "profile_worker_batch_size",
+    "Messages per batch.",
+    ["queue"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 STORE_UP = Gauge("profile_worker_store_up", "1 while the database answers, 0 during an outage.")

@@ -197,8 +197,13 @@ async def events(
 
 def command(email: str = "ada@example.com", **overrides: Any) -> dict[str, Any]:
     """An import command of account 1, database 10, matched by email."""
-    body: dict[str, Any] = {"account_id": 1, "db_id": 10, "email": email, "token": TOKEN,
-                            "data": {"_fname": "Ada"}}
+    body: dict[str, Any] = {
+        "account_id": 1,
+        "db_id": 10,
+        "email": email,
+        "token": TOKEN,
+        "data": {"_fname": "Ada"},
+    }
     body.update(overrides)
     return body
 

@@ -9,8 +9,8 @@ from bson import ObjectId
 
 from tests.integration.conftest import EventTap, command, new_id
 from worker.domain.identity import profile_xxh
-from worker.runtime.client import CommandClient
 from worker.runtime.app import Worker
+from worker.runtime.client import CommandClient
 from worker.settings import Settings
 
 
@@ -18,10 +18,15 @@ async def test_creates_then_updates_the_same_profile(
     client: CommandClient, settings: Settings, mongo: Any, events: EventTap
 ) -> None:
     first = new_id()
-    await client.send(settings.import_queue, command(
-        "Ada.Lovelace@Example.com", feedback_id="fb-1",
-        data={"_fname": "Ada", "age": "36", "interests": "math, engines"},
-    ), message_id=first)
+    await client.send(
+        settings.import_queue,
+        command(
+            "Ada.Lovelace@Example.com",
+            feedback_id="fb-1",
+            data={"_fname": "Ada", "age": "36", "interests": "math, engines"},
+        ),
+        message_id=first,
+    )
     created = await client.reply()
     assert created["error"] == 0, created
     assert created["error_text"] == ""
@@ -34,10 +39,17 @@ async def test_creates_then_updates_the_same_profile(
     profile_id = created["profile_id"]
     assert created["profile_xxh"] == profile_xxh(profile_id)
 
-    await client.send(settings.import_queue, command(
-        "  ada.lovelace@example.COM", data={"age": {"action": "incr", "value": 2},
-                                            "interests": {"action": "add", "value": ["poetry"]}},
-    ), message_id=new_id())
+    await client.send(
+        settings.import_queue,
+        command(
+            "  ada.lovelace@example.COM",
+            data={
+                "age": {"action": "incr", "value": 2},
+                "interests": {"action": "add", "value": ["poetry"]},
+            },
+        ),
+        message_id=new_id(),
+    )
     updated = await client.reply()
     assert updated["error"] == 0, updated
     assert updated["created"] is False
@@ -64,8 +76,9 @@ async def test_without_reply_to_the_result_goes_to_the_result_queue(
     client: CommandClient, settings: Settings, broker: Any, worker: Worker
 ) -> None:
     message_id = new_id()
-    await client.send(settings.import_queue, command("grace@example.com"),
-                      message_id=message_id, reply=False)
+    await client.send(
+        settings.import_queue, command("grace@example.com"), message_id=message_id, reply=False
+    )
     queue = await broker.get_queue(settings.import_result_queue)
     message = None
     for _ in range(200):
@@ -87,8 +100,14 @@ async def test_a_batch_keeps_queue_order_per_profile(
     bodies: list[tuple[str | None, dict[str, Any]]] = []
     for step in range(5):
         for email in emails:
-            bodies.append((new_id(), command(email, data={"city": f"city-{step}",
-                                                          "age": {"action": "incr", "value": 1}})))
+            bodies.append(
+                (
+                    new_id(),
+                    command(
+                        email, data={"city": f"city-{step}", "age": {"action": "incr", "value": 1}}
+                    ),
+                )
+            )
     await client.send_many(settings.import_queue, bodies)
     replies = await client.replies(len(bodies), timeout=60)
     assert all(reply["error"] == 0 for reply in replies), replies
@@ -109,7 +128,9 @@ async def test_unique_field_of_another_profile_is_refused_with_435(
     assert refused["error"] == 435, refused
     assert "loyalty_id" in refused["error_text"]
     assert await mongo.profiles.count_documents({}) == 1
-    await client.send(settings.import_queue, command("a@example.com", data={"email": "c@example.com"}))
+    await client.send(
+        settings.import_queue, command("a@example.com", data={"email": "c@example.com"})
+    )
     moved = await client.reply()
     assert moved["error"] == 0, moved
     await client.send(settings.import_queue, command("a@example.com", data={"city": "Paris"}))

@@ -37,8 +37,14 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
 
 @pytest.mark.parametrize(("name", "body", "code", "mentions"), CASES, ids=[c[0] for c in CASES])
 async def test_refused_with_code_naming_the_problem(
-    client: CommandClient, settings: Settings, mongo: Any, worker: Worker,
-    name: str, body: dict[str, Any], code: int, mentions: str,
+    client: CommandClient,
+    settings: Settings,
+    mongo: Any,
+    worker: Worker,
+    name: str,
+    body: dict[str, Any],
+    code: int,
+    mentions: str,
 ) -> None:
     body = {key: value for key, value in body.items() if value is not None}
     await client.send(settings.import_queue, {**body, "feedback_id": name}, message_id=new_id())

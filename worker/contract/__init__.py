@@ -1,1 +1,1 @@
-"""The wire format: pydantic models of commands, results and events (SPEC §4–§7)."""
+"""The wire format: pydantic models of commands, results and events (SPEC §4 to §7)."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from worker.errors import InvalidCommand
+
+Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+"""Account, database, resource and relation ids: non-negative and within BSON's int64."""
 
 
 class CommandModel(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictBool, StrictStr, ValidationError
 
-from worker.contract.common import CommandModel, ResultModel, describe_validation_error
+from worker.contract.common import CommandModel, Id, ResultModel, describe_validation_error
 from worker.errors import InvalidCommand
 
 MatchingMode = Literal[
@@ -27,8 +27,8 @@ MATCHING_MODES: frozenset[str] = frozenset(MatchingMode.__args__)  # type: ignor
 class ImportCommand(CommandModel):
     """One `database_import` command in its canonical (`data`) form."""
 
-    account_id: StrictInt
-    db_id: StrictInt
+    account_id: Id
+    db_id: Id
     data: dict[str, Any]
     matching: MatchingMode = "email"
     email: StrictStr | None = None
@@ -38,11 +38,11 @@ class ImportCommand(CommandModel):
     field_value: Any = None
     provider: StrictStr | None = None
     subscription_id: StrictStr | None = None
-    resource_id: StrictInt | None = None
+    resource_id: Id | None = None
     update_only: StrictBool = False
     skip_triggers: StrictBool = False
-    trigger_id: StrictInt | None = None
-    workflow_id: StrictInt | None = None
+    trigger_id: Id | None = None
+    workflow_id: Id | None = None
     feedback_id: StrictStr | None = None
     token: StrictStr | None = None
 

@@ -9,7 +9,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FieldType = Literal[
-    "string", "int", "float", "bool", "date", "tags", "email", "phone", "phones", "ip", "enum",
+    "string",
+    "int",
+    "float",
+    "bool",
+    "date",
+    "tags",
+    "email",
+    "phone",
+    "phones",
+    "ip",
+    "enum",
     "object",
 ]
 Scope = Literal["read", "write"]
@@ -73,7 +83,7 @@ class Database(CatalogModel):
             raise ValueError(f"database {self.db_id} redeclares system fields {clash}")
         return self
 
-    def schema(self) -> dict[str, FieldSpec]:
+    def field_specs(self) -> dict[str, FieldSpec]:
         """Every field of the database by name, system fields first."""
         return {spec.name: spec for spec in (*SYSTEM_FIELDS, *self.fields)}
 
@@ -131,8 +141,11 @@ class TokenEntry(CatalogModel):
         if digest is None:
             raise ValueError(f"token '{self.name}' needs 'token' or 'token_sha256'")
         return Token(
-            token_sha256=digest, account_id=self.account_id, name=self.name,
-            db_ids=self.db_ids, scopes=self.scopes,
+            token_sha256=digest,
+            account_id=self.account_id,
+            name=self.name,
+            db_ids=self.db_ids,
+            scopes=self.scopes,
         )
 
 

@@ -18,6 +18,7 @@ from worker.domain.identity import normalize_email, normalize_phone
 from worker.errors import InvalidCommand
 
 _INT = re.compile(r"^[+-]?\d+$")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -36,15 +37,16 @@ def _to_string(spec: FieldSpec, value: Any) -> str:
 
 
 def _to_int(spec: FieldSpec, value: Any) -> int:
-    if isinstance(value, bool):
-        raise _bad(spec, value, "an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and _INT.match(value.strip()):
-        return int(value.strip())
-    raise _bad(spec, value, "an integer")
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT.match(value.strip()):
+        number = int(value.strip())
+    if number is None or not INT64_MIN <= number <= INT64_MAX:
+        raise _bad(spec, value, "a 64-bit integer")
+    return number
 
 
 def _to_float(spec: FieldSpec, value: Any) -> float:
@@ -139,7 +141,10 @@ def _to_object(spec: FieldSpec, value: Any) -> dict[str, Any]:
 
 
 def check_keys(value: Any, path: str) -> None:
-    """Refuse keys that MongoDB would read as operators or paths, at any depth."""
+    """Refuse what MongoDB would misread or cannot store: operator or dotted keys, nested
+    arrays, integers beyond 64 bits, at any depth."""
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidCommand(f"integer out of the 64-bit range in field '{path}'")
     if isinstance(value, dict):
         for key, item in value.items():
             if key.startswith("$") or "." in key or "\x00" in key:

@@ -36,9 +36,7 @@ def _as_update(name: str, raw: Any) -> FieldUpdate:
         try:
             return FieldUpdate.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidCommand(
-                f"field '{name}': {describe_validation_error(exc)}"
-            ) from None
+            raise InvalidCommand(f"field '{name}': {describe_validation_error(exc)}") from None
     return FieldUpdate(action="set", value=raw)
 
 

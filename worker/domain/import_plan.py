@@ -87,7 +87,9 @@ def match_key(command: ImportCommand, schema: dict[str, FieldSpec]) -> str | Non
 def holds(profile: Profile, spec: FieldSpec, key: str) -> bool:
     """Whether the profile's current value of a unique field is the one `key` claims."""
     value = profile.fields.get(spec.name)
-    return value is not None and unique_key(profile.db_id, spec.name, unique_form(spec, value)) == key
+    if value is None:
+        return False
+    return unique_key(profile.db_id, spec.name, unique_form(spec, value)) == key
 
 
 def plan_import(
@@ -100,7 +102,8 @@ def plan_import(
 ) -> PlannedImport:
     """Plan one import against the profile it matched (`target`), or a creation as `profile_id`."""
     command, database, changes = job.command, job.database, job.changes
-    assert database is not None and changes is not None
+    assert database is not None
+    assert changes is not None
     if target is None and (command.update_only or command.matching == "profile_id"):
         raise NotFound(f"profile not found in database {command.db_id}")
     if target is None and command.matching in ("email", "email_profile") and command.email:
@@ -144,7 +147,7 @@ def _unique_claims(
     profiles: dict[str, Profile],
 ) -> tuple[dict[str, str | None], list[str]]:
     """Keys to claim (with their stale owner, if any) and keys to release; 435 on a clash."""
-    schema = database.schema()
+    schema = database.field_specs()
     claims: dict[str, str | None] = {}
     releases: list[str] = []
     for name in [*changes.set, *changes.unset]:
@@ -153,9 +156,11 @@ def _unique_claims(
             continue
         old = target.fields.get(name) if target else None
         old_key = unique_key(database.db_id, name, unique_form(spec, old)) if old else None
-        key = unique_key(database.db_id, name, unique_form(spec, changes.set[name])) if (
-            name in changes.set
-        ) else None
+        key = (
+            unique_key(database.db_id, name, unique_form(spec, changes.set[name]))
+            if (name in changes.set)
+            else None
+        )
         if old_key and old_key != key:
             releases.append(old_key)
         owner_id = owners.get(key) if key else None
@@ -177,11 +182,11 @@ def changed_fields(target: Profile, changes: FieldChanges) -> list[str]:
     names |= {name for name in changes.unset if name in current}
     names |= {name for name, delta in changes.inc.items() if delta != 0}
     names |= {
-        name for name, tags in changes.add_tags.items()
-        if set(tags) - set(current.get(name) or ())
+        name for name, tags in changes.add_tags.items() if set(tags) - set(current.get(name) or ())
     }
     names |= {
-        name for name, tags in changes.remove_tags.items()
+        name
+        for name, tags in changes.remove_tags.items()
         if set(tags) & set(current.get(name) or ())
     }
     return sorted(names)
@@ -202,7 +207,8 @@ def _events(
     }
     events: list[Event] = []
     if target is None:
-        events.append(Event(event="profile.created", changed_fields=write.changes.names(), **common))
+        created = write.changes.names()
+        events.append(Event(event="profile.created", changed_fields=created, **common))
     else:
         changed = changed_fields(target, write.changes)
         if changed:

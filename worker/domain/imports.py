@@ -105,7 +105,9 @@ class ImportProcessor:
         for job in jobs:
             outcomes[job.index] = Outcome(result={}, retry="concurrent writes did not settle")
 
-    async def _round(self, jobs: list[ImportJob], outcomes: list[Outcome | None]) -> list[ImportJob]:
+    async def _round(
+        self, jobs: list[ImportJob], outcomes: list[Outcome | None]
+    ) -> list[ImportJob]:
         """Run one round; return the jobs to try again in the next."""
         retried = await self._replay(
             [job for job in jobs if job.replay_write is not None], outcomes
@@ -172,12 +174,13 @@ class ImportProcessor:
                 f"{account.max_message_bytes}"
             )
         await authorize(
-            Access(command.account_id, [command.db_id], "write", command.token,
-                   job.envelope.user_id),
+            Access(
+                command.account_id, [command.db_id], "write", command.token, job.envelope.user_id
+            ),
             self._store,
         )
         job.database = database
-        schema = database.schema()
+        schema = database.field_specs()
         job.changes = plan_changes(schema, command.data)
         job.match_key = match_key(command, schema)
 
@@ -207,13 +210,10 @@ class ImportProcessor:
                 )
         return planned, deferred
 
-    async def _lookup(
-        self, jobs: list[ImportJob]
-    ) -> tuple[dict[str, str], dict[str, Profile]]:
+    async def _lookup(self, jobs: list[ImportJob]) -> tuple[dict[str, str], dict[str, Profile]]:
         """One read for every claimed key the jobs mention, one per database for profiles."""
         keys: set[str] = set()
         for job in jobs:
-            assert job.database is not None and job.changes is not None
             if job.match_key:
                 keys.add(job.match_key)
             keys.update(_unique_keys_of(job))
@@ -221,7 +221,8 @@ class ImportProcessor:
         wanted: dict[int, set[str]] = {}
         for job in jobs:
             ids = wanted.setdefault(job.command.db_id, set())
-            ids.update(owners[key] for key in (job.match_key, *_unique_keys_of(job)) if key in owners)
+            keys_of_job = (job.match_key, *_unique_keys_of(job))
+            ids.update(owners[key] for key in keys_of_job if key in owners)
             if job.match_key is None and job.command.profile_id:
                 ids.add(job.command.profile_id)
         profiles: dict[str, Profile] = {}
@@ -281,8 +282,9 @@ def _dedup_id(envelope: Envelope) -> str | None:
 
 def _unique_keys_of(job: ImportJob) -> list[str]:
     """The claim keys of the unique values the job sets."""
-    assert job.database is not None and job.changes is not None
-    schema = job.database.schema()
+    assert job.database is not None
+    assert job.changes is not None
+    schema = job.database.field_specs()
     return [
         unique_key(job.command.db_id, name, unique_form(schema[name], value))
         for name, value in job.changes.set.items()
@@ -293,7 +295,8 @@ def _unique_keys_of(job: ImportJob) -> list[str]:
 def _one_per_key(jobs: list[ImportJob]) -> tuple[list[ImportJob], list[ImportJob]]:
     """The first job of each order key now; the rest, in order, for later rounds."""
     seen: set[str] = set()
-    now, later = [], []
+    now: list[ImportJob] = []
+    later: list[ImportJob] = []
     for job in jobs:
         (later if job.order_key in seen else now).append(job)
         seen.add(job.order_key)

@@ -52,8 +52,10 @@ class Worker:
                 except BROKER_ERRORS as exc:
                     BROKER_UP.set(0)
                     self.ready.clear()
-                    log.warning("broker connection lost; reconnecting", extra={
-                        "error": repr(exc), "delay_seconds": delay})
+                    log.warning(
+                        "broker connection lost; reconnecting",
+                        extra={"error": repr(exc), "delay_seconds": delay},
+                    )
                     await _sleep_unless(stopping, delay)
                     delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
         finally:
@@ -96,8 +98,13 @@ class Worker:
                 settings.max_message_bytes,
             )
             consumer = BatchConsumer(
-                queue, route, processor, Publisher(publish_channel.default_exchange),
-                (topology.events, topology.dead_letter), self._store, settings,
+                queue,
+                route,
+                processor,
+                Publisher(publish_channel.default_exchange),
+                (topology.events, topology.dead_letter),
+                self._store,
+                settings,
             )
             task = asyncio.create_task(consumer.run(halt))
             BROKER_UP.set(1)

@@ -105,8 +105,9 @@ class CommandClient:
                     task.result()
                 if on_sent:
                     on_sent(len(done))
-            pending.add(asyncio.ensure_future(
-                self.send(queue, body, message_id=message_id, reply=reply)))
+            pending.add(
+                asyncio.ensure_future(self.send(queue, body, message_id=message_id, reply=reply))
+            )
             sent += 1
         if pending:
             await asyncio.gather(*pending)

@@ -9,6 +9,7 @@ whole batch with one `multiple=True` ack. While the database is unreachable it h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -146,10 +147,8 @@ class BatchConsumer:
                 STORE_UP.set(0)
                 log.warning("database unavailable; consumption paused", extra={"error": str(exc)})
             while not halt.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(halt.wait(), delay)
-                except TimeoutError:
-                    pass
                 delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
                 try:
                     await self._store.ping()
@@ -183,8 +182,15 @@ class BatchConsumer:
         for message, envelope, outcome in zip(batch, envelopes, outcomes, strict=True):
             if outcome.retry and envelope.attempt < self._settings.retry_max_attempts:
                 RETRIES.labels(self._route.queue).inc()
-                messages.append(self._copy(message, envelope, self._route.retry_queue(
-                    envelope.attempt + 1), None, outcome.retry))
+                messages.append(
+                    self._copy(
+                        message,
+                        envelope,
+                        self._route.retry_queue(envelope.attempt + 1),
+                        None,
+                        outcome.retry,
+                    )
+                )
                 continue
             result, reason = outcome.result, outcome.dead_letter
             if outcome.retry:
@@ -196,8 +202,9 @@ class BatchConsumer:
                 messages += [self._event(event) for event in outcome.events]
             if reason:
                 DEAD_LETTERS.labels(self._route.queue).inc()
-                messages.append(self._copy(message, envelope, self._route.queue,
-                                           self._dead_letter, reason))
+                messages.append(
+                    self._copy(message, envelope, self._route.queue, self._dead_letter, reason)
+                )
         return messages
 
     def _answer(self, message: AbstractIncomingMessage, result: dict[str, Any]) -> Outgoing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from pymongo import AsyncMongoClient
 
@@ -36,7 +36,7 @@ class MongoStore:
         self._inbox = InboxRepository(db)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MongoStore:
+    def from_settings(cls, settings: Settings) -> Self:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongodb_url,
             tz_aware=True,

@@ -53,8 +53,11 @@ class ProfileRepository:
         async with translated():
             claimed = await self._claim(writes)
             now = datetime.now(UTC)
-            operations = [_operation(write, replay, now) for write, ok in zip(writes, claimed,
-                                                                              strict=True) if ok]
+            operations = [
+                _operation(write, replay, now)
+                for write, ok in zip(writes, claimed, strict=True)
+                if ok
+            ]
             if operations:
                 try:
                     await self._profiles.bulk_write(operations, ordered=False)
@@ -66,14 +69,13 @@ class ProfileRepository:
 
     async def _claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Take each write's unique keys; False for a write that lost one to another profile."""
-        inserts: list[tuple[int, str]] = []
-        takeovers: list[tuple[int, str, str]] = []
-        for index, write in enumerate(writes):
-            for key, stale_owner in write.claims.items():
-                if stale_owner is None:
-                    inserts.append((index, key))
-                else:
-                    takeovers.append((index, key, stale_owner))
+        claims = [
+            (index, key, stale_owner)
+            for index, write in enumerate(writes)
+            for key, stale_owner in write.claims.items()
+        ]
+        inserts = [(index, key) for index, key, owner in claims if owner is None]
+        takeovers = [(index, key, owner) for index, key, owner in claims if owner is not None]
         contested: list[tuple[int, str]] = []
         if inserts:
             documents = [{"_id": key, "profile_id": writes[i].profile_id} for i, key in inserts]

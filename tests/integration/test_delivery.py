@@ -1,0 +1,109 @@
+"""Delivery guarantees (SPEC §9): redelivery, a crash between write and ack, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import EventTap, StartWorker, command, new_id
+from worker.domain.ports import WriteStatus
+from worker.domain.profiles import ProfileWrite
+from worker.runtime.client import CommandClient
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+
+def incr(email: str = "ada@example.com") -> dict[str, Any]:
+    return command(email, data={"age": {"action": "incr", "value": 5}})
+
+
+async def test_redelivered_command_is_applied_once_and_answered_the_same(
+    client: CommandClient, settings: Settings, mongo: Any, events: EventTap
+) -> None:
+    message_id = new_id()
+    await client.send(settings.import_queue, incr(), message_id=message_id)
+    first = await client.reply()
+    await client.send(settings.import_queue, incr(), message_id=message_id)
+    second = await client.reply()
+
+    assert first["error"] == 0
+    assert second == first, "the stored result is answered again"
+    doc = await mongo.profiles.find_one({})
+    assert doc["fields"]["age"] == 5
+    assert await mongo.profiles.count_documents({}) == 1
+    assert (await events.next())["_routing_key"] == "profile.created"
+    await client.send(settings.import_queue, command("marker@example.com"))
+    await client.reply()
+    follow_up = await events.next()
+    assert follow_up["profile_id"] != first["profile_id"], "the redelivery emitted no event"
+
+
+class CrashAfterWrite(MongoStore):
+    """A store whose process dies right after the profile write, before any answer or ack."""
+
+    written: asyncio.Event
+
+    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+        statuses = await super().apply(writes, replay=replay)
+        self.written.set()
+        await asyncio.Event().wait()  # never returns: the worker is killed here
+        return statuses
+
+
+async def test_worker_killed_between_write_and_ack(
+    client: CommandClient, settings: Settings, mongo: Any, start_worker: StartWorker
+) -> None:
+    crashing = CrashAfterWrite.from_settings(settings)
+    crashing.written = asyncio.Event()
+    _, _, doomed = await start_worker(with_store=crashing)
+    message_id = new_id()
+    await client.send(settings.import_queue, incr(), message_id=message_id)
+    await asyncio.wait_for(crashing.written.wait(), 20)
+    doomed.cancel()  # its connection drops without an ack: the broker requeues the command
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert (await mongo.profiles.find_one({}))["fields"]["age"] == 5, "the write had landed"
+
+    await start_worker()
+    result = await client.reply(timeout=30)
+    assert result["error"] == 0
+    assert result["created"] is True, "the answer is the one planned before the crash"
+    doc = await mongo.profiles.find_one({})
+    assert str(doc["_id"]) == result["profile_id"]
+    assert doc["fields"]["age"] == 5, "applied exactly once"
+    assert await mongo.profiles.count_documents({}) == 1
+    await crashing.close()
+
+
+class BrokenStore(MongoStore):
+    """A store that fails in a way that is not an outage, for every write."""
+
+    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+        raise RuntimeError("disk says no")
+
+
+async def test_unexpected_failures_are_retried_then_answered_500_and_dead_lettered(
+    client: CommandClient, settings: Settings, broker: Any, start_worker: StartWorker
+) -> None:
+    broken = BrokenStore.from_settings(settings)
+    await start_worker(with_store=broken)
+    message_id = new_id()
+    await client.send(settings.import_queue, incr(), message_id=message_id)
+    result = await client.reply(timeout=30)
+    assert result["error"] == 500
+    assert f"after {settings.retry_max_attempts + 1} attempts" in result["error_text"]
+    assert "disk says no" in result["error_text"]
+    dead = await broker.get_queue(f"{settings.import_queue}.dead")
+    copy = None
+    for _ in range(100):
+        copy = await dead.get(no_ack=True, fail=False)
+        if copy:
+            break
+        await asyncio.sleep(0.05)
+    assert copy is not None
+    assert copy.message_id == message_id
+    assert copy.headers["x-attempt"] == settings.retry_max_attempts + 1
+    await broken.close()

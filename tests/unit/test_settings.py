@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+from worker.settings import Settings
+
+
+def test_retry_delays_grow_exponentially() -> None:
+    settings = Settings(retry_base_delay_ms=100, retry_backoff_factor=3)
+    assert [settings.retry_delay_ms(n) for n in (1, 2, 3)] == [100, 300, 900]
+
+
+def test_plain_service_urls_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://crm:secret@rabbit:5672/vh")
+    monkeypatch.setenv("PW_BATCH_MAX_SIZE", "17")
+    settings = Settings()
+    assert settings.amqp_url == "amqp://crm:secret@rabbit:5672/vh"
+    assert settings.broker_user == "crm"
+    assert settings.batch_max_size == 17

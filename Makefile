@@ -1,0 +1,39 @@
+# The two set-up commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv/bin
+SERVICES_ENV = $(shell scripts/services.sh env)
+
+.PHONY: demo test lint typecheck unit integration services services-stop bootstrap bench
+
+bootstrap:
+	scripts/bootstrap.sh
+
+services:
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+## services + the worker processing the sample batch end to end, results printed
+demo: bootstrap services
+	env $(SERVICES_ENV) $(VENV)/profile-worker demo --catalog examples/catalog.yaml --commands examples/imports.jsonl
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck:
+	$(VENV)/mypy
+
+## lint, types, and every test against the real services
+test: bootstrap services lint typecheck
+	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered
+
+unit: bootstrap
+	$(VENV)/pytest tests/unit
+
+integration: bootstrap services
+	env $(SERVICES_ENV) $(VENV)/pytest tests/integration
+
+bench: bootstrap services
+	env $(SERVICES_ENV) $(VENV)/python -m bench.run

@@ -48,10 +48,18 @@ def commands(count: int) -> list[tuple[str | None, dict[str, Any]]]:
             if update
             else {"_fname": f"Name{index}", "city": "Bergen", "age": 30, "interests": "a, b"}
         )
-        bodies.append((uuid.uuid4().hex, {
-            "account_id": 1, "db_id": 10, "email": f"bench{index}@example.com",
-            "data": data, "token": TOKEN,
-        }))
+        bodies.append(
+            (
+                uuid.uuid4().hex,
+                {
+                    "account_id": 1,
+                    "db_id": 10,
+                    "email": f"bench{index}@example.com",
+                    "data": data,
+                    "token": TOKEN,
+                },
+            )
+        )
     return bodies
 
 
@@ -75,15 +83,24 @@ async def raw_broker(settings: Settings, count: int) -> float:
                 pending.append(message)
                 if len(pending) < BATCH and seen + len(pending) < count:
                     continue
-                await asyncio.gather(*(channel.default_exchange.publish(
-                    Message(b'{"error":0}', delivery_mode=DeliveryMode.PERSISTENT),
-                    routing_key=sink.name) for _ in pending))
+                await asyncio.gather(
+                    *(
+                        channel.default_exchange.publish(
+                            Message(b'{"error":0}', delivery_mode=DeliveryMode.PERSISTENT),
+                            routing_key=sink.name,
+                        )
+                        for _ in pending
+                    )
+                )
                 await pending[-1].ack(multiple=True)
                 seen += len(pending)
                 pending.clear()
                 if seen >= count:
                     break
-        return count / (time.perf_counter() - started)
+        rate = count / (time.perf_counter() - started)
+        await source.delete(if_unused=False, if_empty=False)
+        await sink.delete(if_unused=False, if_empty=False)
+        return rate
 
 
 async def raw_database(settings: Settings, count: int) -> float:
@@ -92,12 +109,25 @@ async def raw_database(settings: Settings, count: int) -> float:
     now = datetime.now(UTC)
     started = time.perf_counter()
     for first in range(0, count, BATCH):
-        await collection.bulk_write([
-            UpdateOne({"_id": f"bench{n}@example.com"}, {"$set": {
-                "db_id": 10, "account_id": 1, "fields.city": "Bergen", "fields.age": 30,
-                "updated_at": now}}, upsert=True)
-            for n in range(first, min(first + BATCH, count))
-        ], ordered=False)
+        await collection.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"bench{n}@example.com"},
+                    {
+                        "$set": {
+                            "db_id": 10,
+                            "account_id": 1,
+                            "fields.city": "Bergen",
+                            "fields.age": 30,
+                            "updated_at": now,
+                        }
+                    },
+                    upsert=True,
+                )
+                for n in range(first, min(first + BATCH, count))
+            ],
+            ordered=False,
+        )
     rate = count / (time.perf_counter() - started)
     await client.drop_database(collection.database.name)
     await client.close()
@@ -138,7 +168,7 @@ async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, floa
     process.terminate()
     await process.wait()
     for name in (settings.import_queue, settings.import_result_queue):
-        await channel.queue_purge(name)
+        await (await channel.get_queue(name)).purge()
     await connection.close()
     await store.drop(settings.mongodb_database)
     await store.close()
@@ -150,8 +180,11 @@ async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, floa
 async def main(count: int) -> None:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
-        mongodb_database=f"bench_{suffix}", import_queue=f"bench_import.{suffix}",
-        import_result_queue=f"bench_import_result.{suffix}", metrics_port=0, log_level="WARNING",
+        mongodb_database=f"bench_{suffix}",
+        import_queue=f"bench_import.{suffix}",
+        import_result_queue=f"bench_import_result.{suffix}",
+        metrics_port=0,
+        log_level="WARNING",
     )
     broker = await raw_broker(settings, count)
     database = await raw_database(settings, count)

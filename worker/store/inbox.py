@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -21,58 +21,75 @@ from worker.domain.profiles import FieldChanges, ProfileWrite
 from worker.store.errors import duplicate_indexes, translated
 
 INBOX = "inbox"
+DONE = "inbox_done"
 
 
 class InboxRepository:
+    """Entries are written ahead into `inbox`; `inbox_done` records which were answered.
+
+    Marking done is an insert rather than an update because inserts stay cheap on every
+    MongoDB-wire server (FerretDB's SQLite handler rewrites documents slowly).
+    """
+
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._inbox = db[INBOX]
+        self._done = db[DONE]
 
     async def ensure_indexes(self) -> None:
         async with translated():
             await self._inbox.create_index([("at", 1)])
+            await self._done.create_index([("at", 1)])
 
     async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]:
         if not dedup_ids:
             return {}
+        wanted = {"_id": {"$in": list(dedup_ids)}}
         async with translated():
-            docs = await self._inbox.find({"_id": {"$in": list(dedup_ids)}}).to_list()
-        return {doc["_id"]: _entry(doc) for doc in docs}
+            docs = await self._inbox.find(wanted).to_list()
+            done = {doc["_id"] for doc in await self._done.find(wanted, {"_id": 1}).to_list()}
+        return {doc["_id"]: _entry(doc, doc["_id"] in done) for doc in docs}
 
     async def begin(self, entries: Sequence[InboxEntry], at: datetime) -> None:
-        """Write ahead; an entry already done (by a concurrent worker) is left as it is."""
-        operations = [
-            ReplaceOne(
-                {"_id": entry.dedup_id, "state": {"$ne": "done"}},
-                {
-                    "state": entry.state,
-                    "result": entry.result,
-                    "events": entry.events,
-                    "write": _write_document(entry.write) if entry.write else None,
-                    "at": at,
-                },
-                upsert=True,
-            )
-            for entry in entries
-        ]
-        if not operations:
+        """Write ahead: insert new entries, replace the few that exist (a plan made again).
+
+        Plain inserts first because they are cheap on every server; FerretDB's SQLite handler
+        scans the collection for each conditional upsert.
+        """
+        documents = [_entry_document(entry, at) for entry in entries]
+        if not documents:
             return
         async with translated():
             try:
-                await self._inbox.bulk_write(operations, ordered=False)
+                await self._inbox.insert_many(documents, ordered=False)
             except BulkWriteError as exc:
-                duplicate_indexes(exc)
+                existing = [documents[index] for index in sorted(duplicate_indexes(exc))]
+                await self._inbox.bulk_write(
+                    [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing], ordered=False
+                )
 
     async def finish(self, dedup_ids: Sequence[str]) -> None:
+        documents = [{"_id": dedup_id, "at": datetime.now(UTC)} for dedup_id in dedup_ids]
         async with translated():
-            await self._inbox.update_many(
-                {"_id": {"$in": list(dedup_ids)}},
-                {"$set": {"state": "done", "events": [], "write": None}},
-            )
+            try:
+                await self._done.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                duplicate_indexes(exc)  # finished before, by a redelivery or another worker
 
     async def forget_before(self, moment: datetime) -> int:
         async with translated():
+            await self._done.delete_many({"at": {"$lt": moment}})
             result = await self._inbox.delete_many({"at": {"$lt": moment}})
         return result.deleted_count
+
+
+def _entry_document(entry: InboxEntry, at: datetime) -> dict[str, Any]:
+    return {
+        "_id": entry.dedup_id,
+        "result": entry.result,
+        "events": entry.events,
+        "write": _write_document(entry.write) if entry.write else None,
+        "at": at,
+    }
 
 
 def _write_document(write: ProfileWrite) -> dict[str, Any]:
@@ -82,11 +99,11 @@ def _write_document(write: ProfileWrite) -> dict[str, Any]:
     return document
 
 
-def _entry(doc: dict[str, Any]) -> InboxEntry:
+def _entry(doc: dict[str, Any], done: bool) -> InboxEntry:
     write = doc.get("write")
     return InboxEntry(
         dedup_id=doc["_id"],
-        state=doc["state"],
+        state="done" if done else "pending",
         result=doc["result"],
         events=doc.get("events") or [],
         write=_write_from(write) if write else None,

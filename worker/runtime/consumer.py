@@ -116,7 +116,7 @@ class BatchConsumer:
         if await self._while_store_up(lambda: self._processor.complete(outcomes), halt) is None:
             return
         await batch[-1].ack(multiple=True)
-        self._count(outcomes)
+        self._count(envelopes, outcomes)
         BATCH_SIZE.labels(self._route.queue).observe(len(batch))
         BATCH_SECONDS.labels(self._route.queue).observe(time.monotonic() - started)
 
@@ -250,7 +250,10 @@ class BatchConsumer:
             headers=headers,
         )
 
-    def _count(self, outcomes: list[Outcome]) -> None:
-        for outcome in outcomes:
+    def _count(self, envelopes: list[Envelope], outcomes: list[Outcome]) -> None:
+        """Answered commands by code; those sent to a retry queue are counted in RETRIES."""
+        for envelope, outcome in zip(envelopes, outcomes, strict=True):
+            if outcome.retry and envelope.attempt < self._settings.retry_max_attempts:
+                continue
             code = 500 if outcome.retry else outcome.code
             COMMANDS.labels(self._route.queue, str(code), str(outcome.replayed).lower()).inc()

@@ -27,7 +27,7 @@ DATABASE = Database(
         FieldSpec(name="phone", type="phone"),
     ),
 )
-SCHEMA = DATABASE.field_specs()
+SCHEMA = DATABASE.field_specs
 
 
 @pytest.mark.parametrize(

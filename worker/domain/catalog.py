@@ -4,6 +4,7 @@ tokens and broker-user bindings. Loaded by `profile-worker catalog apply`."""
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,8 +84,9 @@ class Database(CatalogModel):
             raise ValueError(f"database {self.db_id} redeclares system fields {clash}")
         return self
 
+    @cached_property
     def field_specs(self) -> dict[str, FieldSpec]:
-        """Every field of the database by name, system fields first."""
+        """Every field of the database by name, system fields first (built once)."""
         return {spec.name: spec for spec in (*SYSTEM_FIELDS, *self.fields)}
 
 

@@ -34,6 +34,7 @@ class ImportJob:
     database: Database | None = None
     changes: FieldChanges | None = None
     match_key: str | None = None
+    unique_keys: tuple[str, ...] = ()
     replay_write: ProfileWrite | None = None
     replay_answer: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
@@ -147,7 +148,7 @@ def _unique_claims(
     profiles: dict[str, Profile],
 ) -> tuple[dict[str, str | None], list[str]]:
     """Keys to claim (with their stale owner, if any) and keys to release; 435 on a clash."""
-    schema = database.field_specs()
+    schema = database.field_specs
     claims: dict[str, str | None] = {}
     releases: list[str] = []
     for name in [*changes.set, *changes.unset]:

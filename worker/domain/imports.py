@@ -180,9 +180,14 @@ class ImportProcessor:
             self._store,
         )
         job.database = database
-        schema = database.field_specs()
+        schema = database.field_specs
         job.changes = plan_changes(schema, command.data)
         job.match_key = match_key(command, schema)
+        job.unique_keys = tuple(
+            unique_key(command.db_id, name, unique_form(schema[name], value))
+            for name, value in job.changes.set.items()
+            if schema[name].unique
+        )
 
     async def _plan(
         self, jobs: list[ImportJob], outcomes: list[Outcome | None]
@@ -216,12 +221,12 @@ class ImportProcessor:
         for job in jobs:
             if job.match_key:
                 keys.add(job.match_key)
-            keys.update(_unique_keys_of(job))
+            keys.update(job.unique_keys)
         owners = await self._store.owners(sorted(keys))
         wanted: dict[int, set[str]] = {}
         for job in jobs:
             ids = wanted.setdefault(job.command.db_id, set())
-            keys_of_job = (job.match_key, *_unique_keys_of(job))
+            keys_of_job = (job.match_key, *job.unique_keys)
             ids.update(owners[key] for key in keys_of_job if key in owners)
             if job.match_key is None and job.command.profile_id:
                 ids.add(job.command.profile_id)
@@ -278,18 +283,6 @@ class _Invalid(InvalidCommand):
 
 def _dedup_id(envelope: Envelope) -> str | None:
     return f"import:{envelope.message_id}" if envelope.message_id else None
-
-
-def _unique_keys_of(job: ImportJob) -> list[str]:
-    """The claim keys of the unique values the job sets."""
-    assert job.database is not None
-    assert job.changes is not None
-    schema = job.database.field_specs()
-    return [
-        unique_key(job.command.db_id, name, unique_form(schema[name], value))
-        for name, value in job.changes.set.items()
-        if schema[name].unique
-    ]
 
 
 def _one_per_key(jobs: list[ImportJob]) -> tuple[list[ImportJob], list[ImportJob]]:

@@ -18,6 +18,7 @@ from worker.observability import BROKER_UP
 from worker.runtime.consumer import BatchConsumer
 from worker.runtime.publisher import Publisher
 from worker.runtime.topology import Route, declare, declare_command_queue
+from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -56,7 +57,7 @@ class Worker:
                         "broker connection lost; reconnecting",
                         extra={"error": repr(exc), "delay_seconds": delay},
                     )
-                    await _sleep_unless(stopping, delay)
+                    await sleep_unless(stopping, delay)
                     delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
         finally:
             sweeper.cancel()
@@ -71,7 +72,7 @@ class Worker:
                 return
             except StoreUnavailable as exc:
                 log.warning("database unavailable at start", extra={"error": str(exc)})
-                await _sleep_unless(stopping, delay)
+                await sleep_unless(stopping, delay)
                 delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
 
     async def _session(self, stopping: asyncio.Event) -> None:
@@ -146,12 +147,7 @@ class Worker:
                     log.info("dedup inbox swept", extra={"removed": removed})
             except StoreUnavailable:
                 pass
-            await _sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)
-
-
-async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+            await sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)
 
 
 async def _first_of(stopping: asyncio.Event, lost: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -9,7 +9,6 @@ whole batch with one `multiple=True` ack. While the database is unreachable it h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from worker.observability import (
 )
 from worker.runtime.publisher import Outgoing, Publisher
 from worker.runtime.topology import Route
+from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
 
 log = logging.getLogger("worker.consumer")
@@ -147,8 +147,7 @@ class BatchConsumer:
                 STORE_UP.set(0)
                 log.warning("database unavailable; consumption paused", extra={"error": str(exc)})
             while not halt.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(halt.wait(), delay)
+                await sleep_unless(halt, delay)
                 delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
                 try:
                     await self._store.ping()
@@ -180,17 +179,11 @@ class BatchConsumer:
     ) -> list[Outgoing]:
         messages: list[Outgoing] = []
         for message, envelope, outcome in zip(batch, envelopes, outcomes, strict=True):
-            if outcome.retry and envelope.attempt < self._settings.retry_max_attempts:
+            retry_reason = self._retry_reason(envelope, outcome)
+            if retry_reason:
                 RETRIES.labels(self._route.queue).inc()
-                messages.append(
-                    self._copy(
-                        message,
-                        envelope,
-                        self._route.retry_queue(envelope.attempt + 1),
-                        None,
-                        outcome.retry,
-                    )
-                )
+                retry_queue = self._route.retry_queue(envelope.attempt + 1)
+                messages.append(self._copy(message, envelope, retry_queue, None, retry_reason))
                 continue
             result, reason = outcome.result, outcome.dead_letter
             if outcome.retry:
@@ -206,6 +199,13 @@ class BatchConsumer:
                     self._copy(message, envelope, self._route.queue, self._dead_letter, reason)
                 )
         return messages
+
+    def _retry_reason(self, envelope: Envelope, outcome: Outcome) -> str | None:
+        """Why the command goes to a retry queue unanswered: a transient failure with budget
+        left; None when it is answered now."""
+        if envelope.attempt < self._settings.retry_max_attempts:
+            return outcome.retry
+        return None
 
     def _answer(self, message: AbstractIncomingMessage, result: dict[str, Any]) -> Outgoing:
         return Outgoing(
@@ -253,7 +253,7 @@ class BatchConsumer:
     def _count(self, envelopes: list[Envelope], outcomes: list[Outcome]) -> None:
         """Answered commands by code; those sent to a retry queue are counted in RETRIES."""
         for envelope, outcome in zip(envelopes, outcomes, strict=True):
-            if outcome.retry and envelope.attempt < self._settings.retry_max_attempts:
+            if self._retry_reason(envelope, outcome):
                 continue
             code = 500 if outcome.retry else outcome.code
             COMMANDS.labels(self._route.queue, str(code), str(outcome.replayed).lower()).inc()

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -144,13 +145,13 @@ def peak_rss_mib(pid: int) -> float:
 
 async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, float]:
     store = MongoStore.from_settings(settings)
-    await store.apply_catalog(load_catalog(__import__("pathlib").Path("examples/catalog.yaml")))
+    await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
     connection = await aio_pika.connect(settings.amqp_url)
     channel = await connection.channel()
     await declare(channel, settings)
     async with CommandClient(settings.amqp_url) as client:
         await client.send_many(settings.import_queue, commands(count), reply=False)
-    env = {**os.environ, **{f"PW_{k.upper()}": str(v) for k, v in settings.model_dump().items()}}
+    env = {**os.environ, **settings.as_environment()}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run", env=env)
     results = await channel.get_queue(settings.import_result_queue)
     received, errors, first_at = 0, 0, 0.0

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         """The broker user this worker connects as; RabbitMQ vouches for it in `user_id`."""
         return urlsplit(self.amqp_url).username or "guest"
 
+    def as_environment(self) -> dict[str, str]:
+        """`PW_*` variables that give another process (a spawned worker) these settings."""
+        return {f"PW_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
     def retry_delay_ms(self, attempt: int) -> int:
         """Delay before retry number `attempt` (1-based): exponential backoff."""
         return int(self.retry_base_delay_ms * self.retry_backoff_factor ** (attempt - 1))

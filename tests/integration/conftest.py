@@ -195,6 +195,18 @@ async def events(
     return tap
 
 
+async def first_message(
+    channel: aio_pika.abc.AbstractChannel, queue_name: str, timeout: float = 10.0
+) -> AbstractIncomingMessage:
+    """The first message that arrives on a queue, consumed; TimeoutError if none comes."""
+    queue = await channel.get_queue(queue_name)
+    async with asyncio.timeout(timeout), queue.iterator() as stream:
+        async for message in stream:
+            await message.ack()
+            return message
+    raise AssertionError(f"consuming {queue_name} stopped without a message")
+
+
 def command(email: str = "ada@example.com", **overrides: Any) -> dict[str, Any]:
     """An import command of account 1, database 10, matched by email."""
     body: dict[str, Any] = {

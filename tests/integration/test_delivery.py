@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import EventTap, StartWorker, command, new_id
+from tests.integration.conftest import EventTap, StartWorker, command, first_message, new_id
 from worker.domain.ports import WriteStatus
 from worker.domain.profiles import ProfileWrite
 from worker.runtime.client import CommandClient
@@ -96,14 +96,7 @@ async def test_unexpected_failures_are_retried_then_answered_500_and_dead_letter
     assert result["error"] == 500
     assert f"after {settings.retry_max_attempts + 1} attempts" in result["error_text"]
     assert "disk says no" in result["error_text"]
-    dead = await broker.get_queue(f"{settings.import_queue}.dead")
-    copy = None
-    for _ in range(100):
-        copy = await dead.get(no_ack=True, fail=False)
-        if copy:
-            break
-        await asyncio.sleep(0.05)
-    assert copy is not None
+    copy = await first_message(broker, f"{settings.import_queue}.dead")
     assert copy.message_id == message_id
     assert copy.headers["x-attempt"] == settings.retry_max_attempts + 1
     await broken.close()

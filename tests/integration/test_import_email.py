@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from bson import ObjectId
 
-from tests.integration.conftest import EventTap, command, new_id
+from tests.integration.conftest import EventTap, command, first_message, new_id
 from worker.domain.identity import profile_xxh
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
@@ -79,14 +79,7 @@ async def test_without_reply_to_the_result_goes_to_the_result_queue(
     await client.send(
         settings.import_queue, command("grace@example.com"), message_id=message_id, reply=False
     )
-    queue = await broker.get_queue(settings.import_result_queue)
-    message = None
-    for _ in range(200):
-        message = await queue.get(no_ack=True, fail=False)
-        if message is not None:
-            break
-        await __import__("asyncio").sleep(0.05)
-    assert message is not None, "no result on the default result queue"
+    message = await first_message(broker, settings.import_result_queue)
     result = orjson.loads(message.body)
     assert result["error"] == 0
     assert result["message_id"] == message_id

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.integration.conftest import OTHER_TOKEN, READ_TOKEN, command, new_id
+from tests.integration.conftest import OTHER_TOKEN, READ_TOKEN, command, first_message, new_id
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -72,14 +71,7 @@ async def test_unparsable_body_is_answered_and_dead_lettered(
     result = await client.reply()
     assert result["error"] == 400
     assert result["message_id"] == message_id
-    dead = await broker.get_queue(f"{settings.import_queue}.dead")
-    copy = None
-    for _ in range(200):
-        copy = await dead.get(no_ack=True, fail=False)
-        if copy is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert copy is not None, "no copy in <queue>.dead"
+    copy = await first_message(broker, f"{settings.import_queue}.dead")
     assert copy.body == body
     assert copy.message_id == message_id
     assert "x-dead-letter-reason" in (copy.headers or {})

@@ -18,10 +18,8 @@ COMMANDS = 1500
 
 
 def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:
-    values = {**settings.model_dump(), **overrides}
     env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
-    env.update({f"PW_{name.upper()}": str(value) for name, value in values.items()})
-    return env
+    return {**env, **settings.model_copy(update=overrides).as_environment()}
 
 
 async def test_sigterm_finishes_in_flight_work_and_loses_nothing(

@@ -17,3 +17,10 @@ def test_plain_service_urls_are_read_from_the_environment(monkeypatch: pytest.Mo
     assert settings.amqp_url == "amqp://crm:secret@rabbit:5672/vh"
     assert settings.broker_user == "crm"
     assert settings.batch_max_size == 17
+
+
+def test_environment_of_settings_gives_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(batch_max_size=3, queue_type="quorum", shutdown_grace_seconds=1.5)
+    for name, value in original.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original

@@ -27,9 +27,14 @@ pytestmark = pytest.mark.integration
 TOKEN = "test-write-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"
 OTHER_TOKEN = "test-other-account-token-0123"
+SMALL_TOKEN = "test-small-account-token-0123"
 CATALOG = CatalogFile.model_validate(
     {
-        "accounts": [{"account_id": 1, "name": "Acme"}, {"account_id": 2, "name": "Other"}],
+        "accounts": [
+            {"account_id": 1, "name": "Acme"},
+            {"account_id": 2, "name": "Other"},
+            {"account_id": 3, "name": "Small", "max_profiles": 2},
+        ],
         "databases": [
             {
                 "db_id": 10,
@@ -47,11 +52,20 @@ CATALOG = CatalogFile.model_validate(
                 ],
             },
             {"db_id": 20, "account_id": 2, "name": "theirs"},
+            {"db_id": 30, "account_id": 3, "name": "small"},
+        ],
+        "resources": [
+            {"resource_id": 100, "account_id": 1, "name": "news", "channels": ["email"]},
+            {"resource_id": 101, "account_id": 1, "name": "sms", "channels": ["sms"]},
+            {"resource_id": 102, "account_id": 1, "name": "app", "channels": ["push"]},
+            {"resource_id": 103, "account_id": 1, "name": "offers", "channels": ["email", "sms"]},
+            {"resource_id": 200, "account_id": 2, "name": "theirs", "channels": ["email"]},
         ],
         "tokens": [
             {"name": "w", "account_id": 1, "token": TOKEN},
             {"name": "r", "account_id": 1, "token": READ_TOKEN, "scopes": ["read"]},
             {"name": "o", "account_id": 2, "token": OTHER_TOKEN},
+            {"name": "s", "account_id": 3, "token": SMALL_TOKEN},
         ],
         "broker_users": [{"user": "guest", "account_id": 1}],
     }

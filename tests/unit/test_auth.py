@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from worker.domain.auth import Access, authorize
-from worker.domain.catalog import Account, BrokerUser, Database, Token, hash_token
+from worker.domain.catalog import BrokerUser, Token, hash_token
 from worker.errors import Forbidden, TokenRequired
 
 
@@ -25,12 +25,6 @@ class Catalog:
                 scopes=("read",),
             ),
         }
-
-    async def account(self, account_id: int) -> Account | None:
-        return None
-
-    async def database(self, db_id: int) -> Database | None:
-        return None
 
     async def token(self, token_sha256: str) -> Token | None:
         return self.tokens.get(token_sha256)

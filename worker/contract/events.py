@@ -19,6 +19,9 @@ class Event(BaseModel):
     profile_id: str | None = None
     profile_xxh: str | None = None
     changed_fields: list[str] | None = None
+    resource_id: int | None = None
+    channel: str | None = None
+    status: str | None = None
     trigger_id: int | None = None
     workflow_id: int | None = None
     feedback_id: str | None = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictStr, ValidationError
+from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from worker.contract.common import CommandModel, Id, ResultModel, describe_validation_error
 from worker.errors import InvalidCommand
@@ -80,7 +80,31 @@ def _unflatten(raw: dict[str, Any]) -> dict[str, Any]:
     matching = params.get("matching")
     if isinstance(matching, str) and matching not in MATCHING_MODES:
         params.update(matching="custom", field_name=matching, field_value=fields.get(matching))
+    resource_id = params.get("resource_id")
+    if resource_id is not None and "subscriptions" not in fields:
+        flat = [
+            {"resource_id": resource_id, "channel": channel, key: params[key]}
+            for key, channel in (("email", "email"), ("phone", "sms"))
+            if params.get(key) is not None
+        ]
+        if flat:
+            fields["subscriptions"] = flat
     return {**params, "data": fields}
+
+
+class SubscriptionInput(CommandModel):
+    """One entry of `data.subscriptions` (SPEC §4.4)."""
+
+    resource_id: Id
+    channel: Literal["email", "sms", "push"]
+    email: StrictStr | None = None
+    phone: StrictStr | None = None
+    provider: StrictStr | None = None
+    subscription_id: StrictStr | None = None
+    status: Literal["subscribed", "unsubscribed", "suspended"] | None = None
+    priority: Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    custom_fields: dict[str, Any] | None = None
+    cats: list[StrictStr] | None = None
 
 
 class FieldUpdate(CommandModel):

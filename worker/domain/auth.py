@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker.domain.catalog import Scope, hash_token
-from worker.domain.ports import CatalogReader
+from worker.domain.ports import CredentialReader
 from worker.errors import Forbidden, TokenRequired
 
 
@@ -21,7 +21,7 @@ class Access:
     broker_user: str | None
 
 
-async def authorize(access: Access, catalog: CatalogReader) -> None:
+async def authorize(access: Access, catalog: CredentialReader) -> None:
     """Return if allowed; raise TokenRequired (401) or Forbidden (403) otherwise."""
     if access.broker_user is not None:
         binding = await catalog.broker_user(access.broker_user)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from worker.domain.catalog import Account, BrokerUser, Database, Token
+from worker.domain.catalog import Account, BrokerUser, Database, Resource, Token
 from worker.domain.ports import CatalogReader
 
 T = TypeVar("T")
@@ -44,3 +44,6 @@ class CachedCatalog:
 
     async def broker_user(self, user: str) -> BrokerUser | None:
         return await self._get("broker_user", user, lambda: self._source.broker_user(user))
+
+    async def resources(self, account_id: int) -> tuple[Resource, ...]:
+        return await self._get("resources", account_id, lambda: self._source.resources(account_id))

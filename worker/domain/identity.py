@@ -19,6 +19,11 @@ def profile_xxh(profile_id: str) -> str:
     return xxhash.xxh64_hexdigest(profile_id.encode("ascii"))
 
 
+def short_hash(text: str) -> str:
+    """XXH64 of any text as 16 hex digits: a compact name, safe as a MongoDB field name."""
+    return xxhash.xxh64_hexdigest(text.encode())
+
+
 def new_profile_id() -> str:
     """A fresh profile id: a MongoDB ObjectId in its 24-char hex form."""
     return str(ObjectId())

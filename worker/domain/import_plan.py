@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import xxhash
-
 from worker.contract.events import Event
 from worker.contract.imports import ImportCommand, ImportResult
-from worker.domain.catalog import Database, FieldSpec
-from worker.domain.coercion import coerce, unique_form
+from worker.domain.catalog import Account, Database
+from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope
-from worker.domain.identity import check_profile_id, normalize_email, profile_xxh
+from worker.domain.identity import normalize_email, normalize_phone, profile_xxh, short_hash
+from worker.domain.matching import EMAIL_MODES, PHONE_MODES, MatchSpec, holds
 from worker.domain.profiles import FieldChanges, Profile, ProfileWrite, unique_key
-from worker.errors import InvalidCommand, NotFound, UniqueViolation, WriteConflict
+from worker.domain.subscriptions import SubscriptionChange, merged, slot_of
+from worker.errors import NotFound, UniqueViolation, WriteConflict
 
 MAX_MARKERS = 16
 """Applied-command markers kept per profile; they matter only until the inbox says done."""
@@ -31,10 +31,13 @@ class ImportJob:
     dedup_id: str | None
     marker: str
     order_key: str
+    account: Account | None = None
     database: Database | None = None
     changes: FieldChanges | None = None
-    match_key: str | None = None
+    subscriptions: list[SubscriptionChange] = field(default_factory=list)
+    spec: MatchSpec | None = None
     unique_keys: tuple[str, ...] = ()
+    found: list[str] = field(default_factory=list)
     replay_write: ProfileWrite | None = None
     replay_answer: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
@@ -49,48 +52,8 @@ class PlannedImport:
 
 
 def marker_of(operation_id: str) -> str:
-    """A short key for an applied-command marker, safe as a MongoDB field name."""
-    return xxhash.xxh64_hexdigest(operation_id.encode())
-
-
-def order_key(command: ImportCommand) -> str:
-    """Commands with the same key touch the same profile and must apply in queue order."""
-    if command.matching == "profile_id":
-        return f"{command.db_id}:_id:{check_profile_id(command.profile_id or '')}"
-    if command.matching in ("email", "email_profile"):
-        if command.email is None:
-            raise InvalidCommand(f"missing parameter 'email' for matching '{command.matching}'")
-        return unique_key(command.db_id, "email", normalize_email(command.email))
-    if command.matching == "custom":
-        if command.field_name is None or command.field_value is None:
-            raise InvalidCommand("matching 'custom' needs 'field_name' and 'field_value'")
-        return f"{command.db_id}:{command.field_name}:{command.field_value}"
-    raise InvalidCommand(f"matching mode '{command.matching}' is not available in this version")
-
-
-def match_key(command: ImportCommand, schema: dict[str, FieldSpec]) -> str | None:
-    """The unique-claim key that finds the profile, or None for matching by profile id."""
-    if command.matching == "profile_id":
-        return None
-    if command.matching == "custom":
-        spec = schema.get(command.field_name or "")
-        if spec is None:
-            raise InvalidCommand(f"unknown field '{command.field_name}' in 'field_name'")
-        if not spec.unique:
-            raise InvalidCommand(
-                f"matching by the non-unique field '{spec.name}' is not available in this version"
-            )
-        value = unique_form(spec, coerce(spec, command.field_value))
-        return unique_key(command.db_id, spec.name, value)
-    return unique_key(command.db_id, "email", normalize_email(command.email or ""))
-
-
-def holds(profile: Profile, spec: FieldSpec, key: str) -> bool:
-    """Whether the profile's current value of a unique field is the one `key` claims."""
-    value = profile.fields.get(spec.name)
-    if value is None:
-        return False
-    return unique_key(profile.db_id, spec.name, unique_form(spec, value)) == key
+    """The applied-command marker a command leaves on the profile it writes."""
+    return short_hash(operation_id)
 
 
 def plan_import(
@@ -107,9 +70,11 @@ def plan_import(
     assert changes is not None
     if target is None and (command.update_only or command.matching == "profile_id"):
         raise NotFound(f"profile not found in database {command.db_id}")
-    if target is None and command.matching in ("email", "email_profile") and command.email:
-        changes.set.setdefault("email", command.email.strip())
+    if target is None:
+        _creation_defaults(command, changes)
     claims, releases = _unique_claims(database, changes, target, profile_id, owners, profiles)
+    subscriptions, subscribed = _subscription_changes(job, target, profile_id, owners, profiles)
+    claims.update({key: owner for key, owner in subscribed.items() if key not in claims})
     markers = target.markers if target else {}
     kept = sorted(markers, key=markers.__getitem__)[-(MAX_MARKERS - 1) :]
     write = ProfileWrite(
@@ -124,6 +89,7 @@ def plan_import(
         pruned_markers=tuple(name for name in markers if name not in kept),
         claims=claims,
         releases=tuple(releases),
+        subscriptions={slot: document for slot, (document, _) in subscriptions.items()},
     )
     result = ImportResult(
         feedback_id=command.feedback_id,
@@ -136,7 +102,70 @@ def plan_import(
         db_id=command.db_id,
         account_id=command.account_id,
     )
-    return PlannedImport(write, result.model_dump(mode="json"), _events(job, write, target, now))
+    events = _events(job, write, target, now)
+    newly_subscribed = [document for document, new in subscriptions.values() if new]
+    events += _subscribed_events(job, write, newly_subscribed, now)
+    return PlannedImport(write, result.model_dump(mode="json"), events)
+
+
+def _creation_defaults(command: ImportCommand, changes: FieldChanges) -> None:
+    """A profile created by matching on its own email or phone gets that email or phone."""
+    by_profile = not command.matching.endswith("_sub")
+    if by_profile and command.matching in EMAIL_MODES and command.email:
+        normalize_email(command.email)
+        changes.set.setdefault("email", command.email.strip())
+    if by_profile and command.matching in PHONE_MODES and command.phone:
+        changes.set.setdefault("phones", [normalize_phone(command.phone)])
+
+
+def _subscription_changes(
+    job: ImportJob,
+    target: Profile | None,
+    profile_id: str,
+    owners: dict[str, str],
+    profiles: dict[str, Profile],
+) -> tuple[dict[str, tuple[dict[str, Any], bool]], dict[str, str | None]]:
+    """Each changed subscription's new document (and whether it became subscribed now), and
+    the subscription keys to claim; 435 when one belongs to another profile."""
+    current = target.subscriptions if target else {}
+    documents: dict[str, tuple[dict[str, Any], bool]] = {}
+    claims: dict[str, str | None] = {}
+    for change in job.subscriptions:
+        slot = slot_of(change)
+        before = current.get(slot)
+        after = merged(change, before)
+        if after == before:
+            continue
+        was_subscribed = before is not None and before.get("status") == "subscribed"
+        documents[slot] = (after, after["status"] == "subscribed" and not was_subscribed)
+        owner_id = owners.get(change.key)
+        if before is not None or owner_id == profile_id:
+            continue
+        owner = profiles.get(owner_id) if owner_id else None
+        if owner is not None and change.key in owner.subscription_keys():
+            raise UniqueViolation(
+                f"subscription of '{change.address}' to resource {change.given.resource_id} "
+                "belongs to another profile"
+            )
+        if owner_id is not None and owner is None:
+            raise WriteConflict("a subscription is being claimed concurrently")
+        claims[change.key] = owner_id
+    return documents, claims
+
+
+def _subscribed_events(
+    job: ImportJob, write: ProfileWrite, documents: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        Event(
+            event="profile.subscribed",
+            resource_id=document["resource_id"],
+            channel=document["channel"],
+            status=document["status"],
+            **_common(job, write, now),
+        ).model_dump(mode="json", exclude_none=True)
+        for document in documents
+    ]
 
 
 def _unique_claims(
@@ -193,25 +222,31 @@ def changed_fields(target: Profile, changes: FieldChanges) -> list[str]:
     return sorted(names)
 
 
+def _common(job: ImportJob, write: ProfileWrite, now: datetime) -> dict[str, Any]:
+    """What every event about this import carries."""
+    return {
+        "occurred_at": now,
+        "account_id": job.command.account_id,
+        "db_id": job.command.db_id,
+        "profile_id": write.profile_id,
+        "profile_xxh": profile_xxh(write.profile_id),
+        "feedback_id": job.command.feedback_id,
+        "message_id": job.envelope.message_id,
+    }
+
+
 def _events(
     job: ImportJob, write: ProfileWrite, target: Profile | None, now: datetime
 ) -> list[dict[str, Any]]:
     command = job.command
-    common: dict[str, Any] = {
-        "occurred_at": now,
-        "account_id": command.account_id,
-        "db_id": command.db_id,
-        "profile_id": write.profile_id,
-        "profile_xxh": profile_xxh(write.profile_id),
-        "feedback_id": command.feedback_id,
-        "message_id": job.envelope.message_id,
-    }
+    common = _common(job, write, now)
+    subscriptions = ["subscriptions"] if write.subscriptions else []
     events: list[Event] = []
     if target is None:
-        created = write.changes.names()
+        created = sorted([*write.changes.names(), *subscriptions])
         events.append(Event(event="profile.created", changed_fields=created, **common))
     else:
-        changed = changed_fields(target, write.changes)
+        changed = sorted([*changed_fields(target, write.changes), *subscriptions])
         if changed:
             events.append(Event(event="profile.updated", changed_fields=changed, **common))
     if command.trigger_id is not None and not command.skip_triggers:

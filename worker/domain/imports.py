@@ -19,17 +19,12 @@ from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.fields import plan_changes
 from worker.domain.identity import new_profile_id
-from worker.domain.import_plan import (
-    ImportJob,
-    PlannedImport,
-    marker_of,
-    match_key,
-    order_key,
-    plan_import,
-)
+from worker.domain.import_plan import ImportJob, PlannedImport, marker_of, plan_import
+from worker.domain.matching import candidates, match_spec, order_key
 from worker.domain.ports import InboxEntry, Store
 from worker.domain.profiles import Profile, unique_key
-from worker.errors import InvalidCommand, NotFound, Refusal, WriteConflict
+from worker.domain.subscriptions import parse_subscriptions
+from worker.errors import InvalidCommand, LimitReached, NotFound, Refusal, WriteConflict
 
 MAX_ROUNDS = 8
 Clock = Callable[[], datetime]
@@ -179,10 +174,15 @@ class ImportProcessor:
             ),
             self._store,
         )
-        job.database = database
+        job.account, job.database = account, database
         schema = database.field_specs
-        job.changes = plan_changes(schema, command.data)
-        job.match_key = match_key(command, schema)
+        data = dict(command.data)
+        raw_subscriptions = data.pop("subscriptions", None)
+        job.changes = plan_changes(schema, data)
+        resources = await self._store.resources(command.account_id)
+        if raw_subscriptions is not None:
+            job.subscriptions = parse_subscriptions(raw_subscriptions, command.db_id, resources)
+        job.spec = match_spec(command, schema, resources)
         job.unique_keys = tuple(
             unique_key(command.db_id, name, unique_form(schema[name], value))
             for name, value in job.changes.set.items()
@@ -195,18 +195,26 @@ class ImportProcessor:
         """Match every job against the store and plan it; defer a second job on one profile."""
         owners, profiles = await self._lookup(jobs)
         now = self._clock()
+        limits = _ProfileLimits(self._store)
         planned: list[tuple[ImportJob, PlannedImport]] = []
         deferred: list[ImportJob] = []
         taken: set[str] = set()
         for job in jobs:
-            target, profile_id = _resolve(job, owners, profiles)
-            identity = profile_id if target or job.match_key is None else job.match_key
-            if identity in taken or profile_id in taken:
-                deferred.append(job)
-                continue
-            taken.update((identity, profile_id))
             try:
-                planned.append((job, plan_import(job, target, profile_id, owners, profiles, now)))
+                target, profile_id = _resolve(job, owners, profiles)
+                identity = (
+                    profile_id
+                    if target or job.command.matching == "profile_id"
+                    else (job.order_key)
+                )
+                if identity in taken or profile_id in taken:
+                    deferred.append(job)
+                    continue
+                taken.update((identity, profile_id))
+                plan = plan_import(job, target, profile_id, owners, profiles, now)
+                if plan.write.create:
+                    await limits.take(job)
+                planned.append((job, plan))
             except WriteConflict:
                 deferred.append(job)
             except Refusal as refusal:
@@ -216,20 +224,25 @@ class ImportProcessor:
         return planned, deferred
 
     async def _lookup(self, jobs: list[ImportJob]) -> tuple[dict[str, str], dict[str, Profile]]:
-        """One read for every claimed key the jobs mention, one per database for profiles."""
+        """One read for every claim key the jobs mention, a query per field match, and one
+        read per database for the profiles they point at."""
         keys: set[str] = set()
         for job in jobs:
-            if job.match_key:
-                keys.add(job.match_key)
-            keys.update(job.unique_keys)
+            keys.update(_claim_keys(job))
         owners = await self._store.owners(sorted(keys))
         wanted: dict[int, set[str]] = {}
         for job in jobs:
+            assert job.spec is not None
+            job.found = []
+            for query in job.spec.queries:
+                job.found += await self._store.matching(
+                    job.command.db_id, query.field, query.value, all_of=query.all_of
+                )
             ids = wanted.setdefault(job.command.db_id, set())
-            keys_of_job = (job.match_key, *job.unique_keys)
-            ids.update(owners[key] for key in keys_of_job if key in owners)
-            if job.match_key is None and job.command.profile_id:
-                ids.add(job.command.profile_id)
+            ids.update(owners[key] for key in _claim_keys(job) if key in owners)
+            ids.update(job.found)
+            if job.spec.profile_id:
+                ids.add(job.spec.profile_id)
         profiles: dict[str, Profile] = {}
         for db_id, ids in wanted.items():
             if ids:
@@ -296,21 +309,44 @@ def _one_per_key(jobs: list[ImportJob]) -> tuple[list[ImportJob], list[ImportJob
     return now, later
 
 
+def _claim_keys(job: ImportJob) -> list[str]:
+    """Every claim the job's matching or writing depends on."""
+    assert job.spec is not None
+    return [
+        *job.spec.claim_keys(),
+        *job.unique_keys,
+        *(change.key for change in job.subscriptions),
+    ]
+
+
 def _resolve(
     job: ImportJob, owners: dict[str, str], profiles: dict[str, Profile]
 ) -> tuple[Profile | None, str]:
-    """The profile the job matched, and the id it writes to (a new one if none matched).
+    """The profile the job matched, and the id it writes to (a new one if none matched)."""
+    assert job.spec is not None
+    assert job.database is not None
+    if job.spec.profile_id is not None:
+        return profiles.get(job.spec.profile_id), job.spec.profile_id
+    target, adoptable = candidates(job.spec, job.database.field_specs, owners, profiles, job.found)
+    if target is not None:
+        return target, target.profile_id
+    return None, adoptable or new_profile_id()
 
-    A claim whose profile is missing (a creation cut short) is adopted: the job creates the
-    profile under the claimed id, so a crashed creation never strands its unique value.
-    """
-    if job.match_key is None:
-        profile_id = job.command.profile_id or ""
-        return profiles.get(profile_id), profile_id
-    owner = owners.get(job.match_key)
-    if owner is None:
-        return None, new_profile_id()
-    profile = profiles.get(owner)
-    if profile is None:
-        return None, owner
-    return profile, owner
+
+class _ProfileLimits:
+    """`max_profiles` per account (402), counted once per round and per account."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._counts: dict[int, int] = {}
+
+    async def take(self, job: ImportJob) -> None:
+        assert job.account is not None
+        limit, account_id = job.account.max_profiles, job.account.account_id
+        if limit is None:
+            return
+        if account_id not in self._counts:
+            self._counts[account_id] = await self._store.count(account_id)
+        if self._counts[account_id] >= limit:
+            raise LimitReached(f"account {account_id} reached its limit of {limit} profiles")
+        self._counts[account_id] += 1

@@ -7,15 +7,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from worker.domain.catalog import Account, BrokerUser, Database, Token
+from worker.domain.catalog import Account, BrokerUser, Database, Resource, Token
 from worker.domain.profiles import Profile, ProfileWrite
 
 
-class CatalogReader(Protocol):
-    async def account(self, account_id: int) -> Account | None: ...
-    async def database(self, db_id: int) -> Database | None: ...
+class CredentialReader(Protocol):
+    """The part of the catalog that authorization reads."""
+
     async def token(self, token_sha256: str) -> Token | None: ...
     async def broker_user(self, user: str) -> BrokerUser | None: ...
+
+
+class CatalogReader(CredentialReader, Protocol):
+    async def account(self, account_id: int) -> Account | None: ...
+    async def database(self, db_id: int) -> Database | None: ...
+    async def resources(self, account_id: int) -> tuple[Resource, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,14 @@ class ProfileStore(Protocol):
 
     async def profiles(self, db_id: int, profile_ids: Sequence[str]) -> dict[str, Profile]:
         """The profiles of `db_id` among `profile_ids` that exist."""
+        ...
+
+    async def matching(self, db_id: int, field: str, value: Any, *, all_of: bool) -> list[str]:
+        """Ids of up to two profiles whose field equals (contains; all of, for tags) `value`."""
+        ...
+
+    async def count(self, account_id: int) -> int:
+        """How many profiles the account has."""
         ...
 
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.domain.identity import short_hash
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -16,6 +18,11 @@ class Profile:
     fields: dict[str, Any]
     version: int
     markers: dict[str, int] = field(default_factory=dict)
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def subscription_keys(self) -> set[str]:
+        """The subscription keys this profile holds now."""
+        return {str(sub["key"]) for sub in self.subscriptions.values()}
 
 
 @dataclass
@@ -53,8 +60,19 @@ class ProfileWrite:
     pruned_markers: tuple[str, ...] = ()
     claims: dict[str, str | None] = field(default_factory=dict)
     releases: tuple[str, ...] = ()
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def unique_key(db_id: int, field_name: str, value: str) -> str:
     """The claim key that makes `value` of `field_name` unique within a database."""
     return f"{db_id}:{field_name}:{value}"
+
+
+def subscription_key(db_id: int, channel: str, resource_id: int, address: str) -> str:
+    """The claim key of one subscription: one profile per (resource, channel, address)."""
+    return f"{db_id}:sub:{channel}:{resource_id}:{address}"
+
+
+def subscription_slot(key: str) -> str:
+    """Where a subscription lives inside its profile document: a hash, safe as a field name."""
+    return short_hash(key)

@@ -55,6 +55,15 @@ class CatalogRepository:
     async def broker_user(self, user: str) -> BrokerUser | None:
         return await self._one("broker_users", user, BrokerUser)
 
+    async def resources(self, account_id: int) -> tuple[Resource, ...]:
+        async with translated():
+            docs = (
+                await self._collection("resources")
+                .find({"account_id": account_id}, {"_id": 0})
+                .to_list()
+            )
+        return tuple(Resource.model_validate(doc) for doc in docs)
+
     async def apply(self, catalog: CatalogFile) -> dict[str, int]:
         """Upsert every entry of the file; entries not in the file are left alone."""
         entries: dict[str, tuple[BaseModel, ...]] = {

@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from pymongo import AsyncMongoClient
 
-from worker.domain.catalog import Account, BrokerUser, CatalogFile, Database, Token
+from worker.domain.catalog import Account, BrokerUser, CatalogFile, Database, Resource, Token
 from worker.domain.catalog_cache import CachedCatalog
 from worker.domain.ports import InboxEntry, WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
@@ -76,6 +76,9 @@ class MongoStore:
     async def broker_user(self, user: str) -> BrokerUser | None:
         return await self._catalog_reads.broker_user(user)
 
+    async def resources(self, account_id: int) -> tuple[Resource, ...]:
+        return await self._catalog_reads.resources(account_id)
+
     async def apply_catalog(self, catalog: CatalogFile) -> dict[str, int]:
         return await self.catalog.apply(catalog)
 
@@ -85,6 +88,12 @@ class MongoStore:
 
     async def profiles(self, db_id: int, profile_ids: Sequence[str]) -> dict[str, Profile]:
         return await self._profiles.profiles(db_id, profile_ids)
+
+    async def matching(self, db_id: int, field: str, value: Any, *, all_of: bool) -> list[str]:
+        return await self._profiles.matching(db_id, field, value, all_of=all_of)
+
+    async def count(self, account_id: int) -> int:
+        return await self._profiles.count(account_id)
 
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
         return await self._profiles.apply(writes, replay=replay)

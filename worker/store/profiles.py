@@ -31,7 +31,8 @@ class ProfileRepository:
 
     async def ensure_indexes(self) -> None:
         async with translated():
-            await self._profiles.create_index([("db_id", 1)])
+            await self._profiles.create_index([("db_id", 1), ("fields.phones", 1)])
+            await self._profiles.create_index([("account_id", 1)])
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -47,6 +48,22 @@ class ProfileRepository:
         async with translated():
             docs = await self._profiles.find({"_id": {"$in": ids}, "db_id": db_id}).to_list()
         return {str(doc["_id"]): _profile(doc) for doc in docs}
+
+    async def matching(self, db_id: int, field: str, value: Any, *, all_of: bool) -> list[str]:
+        condition = {"$all": value} if all_of else value
+        async with translated():
+            docs = (
+                await self._profiles.find(
+                    {"db_id": db_id, f"fields.{field}": condition}, {"_id": 1}
+                )
+                .limit(2)
+                .to_list()
+            )
+        return [str(doc["_id"]) for doc in docs]
+
+    async def count(self, account_id: int) -> int:
+        async with translated():
+            return await self._profiles.count_documents({"account_id": account_id})
 
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
         """Claims first, then the profile writes, then read back which markers landed."""
@@ -122,6 +139,7 @@ def _profile(doc: dict[str, Any]) -> Profile:
         fields=doc.get("fields") or {},
         version=doc.get("_v", 0),
         markers=doc.get("_applied") or {},
+        subscriptions=doc.get("subs") or {},
     )
 
 
@@ -140,6 +158,7 @@ def _operation(
                 "fields": fields,
                 "_v": 1,
                 "_applied": {write.marker: write.marker_at_ms},
+                "subs": write.subscriptions,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -153,6 +172,7 @@ def _operation(
     update: dict[str, Any] = {
         "$set": {
             **{f"fields.{name}": value for name, value in changes.set.items()},
+            **{f"subs.{slot}": sub for slot, sub in write.subscriptions.items()},
             f"_applied.{write.marker}": write.marker_at_ms,
             "updated_at": now,
         },

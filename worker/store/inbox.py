@@ -46,6 +46,9 @@ class InboxRepository:
         wanted = {"_id": {"$in": list(dedup_ids)}}
         async with translated():
             docs = await self._inbox.find(wanted).to_list()
+            if not docs:  # an entry is always written ahead before it can be done
+                return {}
+            wanted = {"_id": {"$in": [doc["_id"] for doc in docs]}}
             done = {doc["_id"] for doc in await self._done.find(wanted, {"_id": 1}).to_list()}
         return {doc["_id"]: _entry(doc, doc["_id"] in done) for doc in docs}
 

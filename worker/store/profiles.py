@@ -75,12 +75,17 @@ class ProfileRepository:
                 for write, ok in zip(writes, claimed, strict=True)
                 if ok
             ]
+            all_applied = all(claimed)
             if operations:
                 try:
-                    await self._profiles.bulk_write(operations, ordered=False)
+                    result = await self._profiles.bulk_write(operations, ordered=False)
+                    all_applied &= result.matched_count + result.inserted_count == len(operations)
                 except BulkWriteError as exc:
                     duplicate_indexes(exc)  # a creation that already happened: verified below
-            landed = await self._landed(writes)
+                    all_applied = False
+            # Each update's filter requires the marker to be absent, so when every operation
+            # matched or inserted, every marker is known to have landed without reading back.
+            landed = [True] * len(writes) if all_applied else await self._landed(writes)
             await self._release([w for w, ok in zip(writes, landed, strict=True) if ok])
         return ["applied" if ok else "conflict" for ok in landed]
 

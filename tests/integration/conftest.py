@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -219,6 +220,12 @@ async def first_message(
             await message.ack()
             return message
     raise AssertionError(f"consuming {queue_name} stopped without a message")
+
+
+def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment of a `profile-worker run` process with these settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
+    return {**env, **settings.model_copy(update=overrides).as_environment()}
 
 
 def command(email: str = "ada@example.com", **overrides: Any) -> dict[str, Any]:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from typing import Any
 
-from tests.integration.conftest import command, new_id
+from tests.integration.conftest import command, new_id, worker_environment
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
 COMMANDS = 1500
-
-
-def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}
-    return {**env, **settings.model_copy(update=overrides).as_environment()}
 
 
 async def test_sigterm_finishes_in_flight_work_and_loses_nothing(

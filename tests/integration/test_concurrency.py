@@ -1,0 +1,50 @@
+"""Several worker processes on one queue: uniqueness and exactly-once effects still hold."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from typing import Any
+
+from tests.integration.conftest import command, new_id, worker_environment
+from worker.runtime.client import CommandClient
+from worker.runtime.topology import declare
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+EMAILS = 12
+ROUNDS = 15
+
+
+async def test_two_processes_racing_on_the_same_emails(
+    client: CommandClient, settings: Settings, store: MongoStore, mongo: Any, broker: Any
+) -> None:
+    await declare(broker, settings)
+    bodies = [
+        (new_id(), command(f"Racer{n}@Example.com", data={"age": {"action": "incr", "value": 1}}))
+        for _ in range(ROUNDS)
+        for n in range(EMAILS)
+    ]
+    await client.send_many(settings.import_queue, bodies)
+    env = worker_environment(settings, batch_max_size=8, prefetch_count=16)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "run", env=env, stderr=asyncio.subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    try:
+        replies = await client.replies(len(bodies), timeout=120)
+    finally:
+        for process in workers:
+            process.terminate()
+        await asyncio.gather(*(process.wait() for process in workers))
+
+    assert Counter(reply["error"] for reply in replies) == {0: len(bodies)}
+    assert sum(1 for reply in replies if reply["created"]) == EMAILS
+    docs = await mongo.profiles.find({}).to_list()
+    assert len(docs) == EMAILS, "one profile per email, whichever process created it"
+    assert sorted(doc["fields"]["age"] for doc in docs) == [ROUNDS] * EMAILS
+    by_email = Counter(reply["profile_id"] for reply in replies)
+    assert sorted(by_email.values()) == [ROUNDS] * EMAILS

@@ -4,7 +4,8 @@
 
 Raw broker: consume + ack (grouped) + confirmed result publish (pipelined), no database.
 Raw database: bulk upserts of profile-shaped documents in batches of the worker's size.
-Worker: N import commands (70 % new profiles, 30 % updates of them, email matching) already
+Worker: N import commands (70 % new profiles, 30 % updates of them, half matched by email,
+half by the unique custom field `loyalty_id`; all with message ids) already
 queued; a worker process drains them; the rate counts from its first result to its last.
 Prints each rate and the worker's ratio to the lower raw rate, and the worker's peak RSS.
 """
@@ -37,30 +38,33 @@ TOKEN = "demo-crm-token-0123456789"
 
 
 def commands(count: int) -> list[tuple[str | None, dict[str, Any]]]:
-    """70 % creations, 30 % updates of already created profiles, spread through the stream."""
+    """70 % creations, 30 % updates of already created profiles, spread through the stream;
+    updates alternate between email and custom (`loyalty_id`) matching."""
     bodies: list[tuple[str | None, dict[str, Any]]] = []
     created = 0
     for n in range(count):
         update = n % 10 >= 7 and created > 0
         index = (n * 7919) % created if update else created
         created += 0 if update else 1
-        data: dict[str, Any] = (
-            {"age": {"action": "incr", "value": 1}, "city": "Oslo"}
-            if update
-            else {"_fname": f"Name{index}", "city": "Bergen", "age": 30, "interests": "a, b"}
-        )
-        bodies.append(
-            (
-                uuid.uuid4().hex,
-                {
-                    "account_id": 1,
-                    "db_id": 10,
-                    "email": f"bench{index}@example.com",
-                    "data": data,
-                    "token": TOKEN,
-                },
+        body: dict[str, Any] = {"account_id": 1, "db_id": 10, "token": TOKEN}
+        if not update:
+            data = {
+                "_fname": f"Name{index}",
+                "city": "Bergen",
+                "age": 30,
+                "interests": "a, b",
+                "loyalty_id": f"L{index}",
+            }
+            body.update(email=f"bench{index}@example.com", data=data)
+        elif n % 2:
+            data = {"age": {"action": "incr", "value": 1}, "city": "Oslo"}
+            body.update(email=f"bench{index}@example.com", data=data)
+        else:
+            data = {"age": {"action": "incr", "value": 1}, "vip": True}
+            body.update(
+                matching="custom", field_name="loyalty_id", field_value=f"L{index}", data=data
             )
-        )
+        bodies.append((uuid.uuid4().hex, body))
     return bodies
 
 

@@ -48,3 +48,32 @@ async def test_two_processes_racing_on_the_same_emails(
     assert sorted(doc["fields"]["age"] for doc in docs) == [ROUNDS] * EMAILS
     by_email = Counter(reply["profile_id"] for reply in replies)
     assert sorted(by_email.values()) == [ROUNDS] * EMAILS
+
+
+async def test_two_processes_racing_for_one_unique_value(
+    client: CommandClient, settings: Settings, store: MongoStore, mongo: Any, broker: Any
+) -> None:
+    await declare(broker, settings)
+    contenders = 24
+    bodies = [
+        (new_id(), command(f"contender{n}@example.com", data={"loyalty_id": "GOLD-1"}))
+        for n in range(contenders)
+    ]
+    await client.send_many(settings.import_queue, bodies)
+    env = worker_environment(settings, batch_max_size=4, prefetch_count=8)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "run", env=env, stderr=asyncio.subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    try:
+        replies = await client.replies(contenders, timeout=120)
+    finally:
+        for process in workers:
+            process.terminate()
+        await asyncio.gather(*(process.wait() for process in workers))
+
+    assert Counter(reply["error"] for reply in replies) == {0: 1, 435: contenders - 1}
+    assert await mongo.profiles.count_documents({}) == 1
+    assert await mongo.profiles.count_documents({"fields.loyalty_id": "GOLD-1"}) == 1

@@ -29,6 +29,7 @@ TOKEN = "test-write-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"
 OTHER_TOKEN = "test-other-account-token-0123"
 SMALL_TOKEN = "test-small-account-token-0123"
+PARTNERS_TOKEN = "test-partners-only-token-0123"
 CATALOG = CatalogFile.model_validate(
     {
         "accounts": [
@@ -52,6 +53,7 @@ CATALOG = CatalogFile.model_validate(
                     {"name": "address", "type": "object"},
                 ],
             },
+            {"db_id": 11, "account_id": 1, "name": "partners"},
             {"db_id": 20, "account_id": 2, "name": "theirs"},
             {"db_id": 30, "account_id": 3, "name": "small"},
         ],
@@ -67,6 +69,7 @@ CATALOG = CatalogFile.model_validate(
             {"name": "r", "account_id": 1, "token": READ_TOKEN, "scopes": ["read"]},
             {"name": "o", "account_id": 2, "token": OTHER_TOKEN},
             {"name": "s", "account_id": 3, "token": SMALL_TOKEN},
+            {"name": "p", "account_id": 1, "token": PARTNERS_TOKEN, "db_ids": [11]},
         ],
         "broker_users": [{"user": "guest", "account_id": 1}],
     }

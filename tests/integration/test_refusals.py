@@ -7,7 +7,14 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import OTHER_TOKEN, READ_TOKEN, command, first_message, new_id
+from tests.integration.conftest import (
+    OTHER_TOKEN,
+    PARTNERS_TOKEN,
+    READ_TOKEN,
+    command,
+    first_message,
+    new_id,
+)
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -27,6 +34,7 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("no token", command(token=None), 401, "token"),
     ("foreign token", command(token=OTHER_TOKEN), 403, "account"),
     ("read-only token", command(token=READ_TOKEN), 403, "write"),
+    ("token of another database", command(token=PARTNERS_TOKEN), 403, "database 10"),
     ("unknown database", command(db_id=99), 404, "99"),
     ("database of another account", command(db_id=20), 404, "20"),
     ("update only", command(update_only=True), 404, "not found"),

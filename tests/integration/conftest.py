@@ -225,6 +225,12 @@ async def first_message(
     raise AssertionError(f"consuming {queue_name} stopped without a message")
 
 
+async def ask(client: CommandClient, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
+    """Send one import command and return its result."""
+    await client.send(settings.import_queue, body)
+    return dict(await client.reply())
+
+
 def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:
     """The environment of a `profile-worker run` process with these settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PW_")}

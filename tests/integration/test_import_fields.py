@@ -7,14 +7,13 @@ from typing import Any
 
 from bson import ObjectId
 
-from tests.integration.conftest import EventTap, command
+from tests.integration.conftest import EventTap, ask, command
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
 
 
 async def send(client: CommandClient, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
-    await client.send(settings.import_queue, body)
-    result = dict(await client.reply())
+    result = await ask(client, settings, body)
     assert result["error"] == 0, result
     return result
 

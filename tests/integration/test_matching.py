@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from tests.integration.conftest import SMALL_TOKEN, TOKEN, EventTap
+from tests.integration.conftest import SMALL_TOKEN, TOKEN, EventTap, ask
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -31,11 +31,6 @@ def importing(**keys: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"account_id": 1, "db_id": 10, "token": TOKEN, "data": {"age": 1}}
     body.update(keys)
     return body
-
-
-async def ask(client: CommandClient, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
-    await client.send(settings.import_queue, body)
-    return dict(await client.reply())
 
 
 @pytest.fixture

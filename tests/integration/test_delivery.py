@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -100,3 +101,19 @@ async def test_unexpected_failures_are_retried_then_answered_500_and_dead_letter
     assert copy.message_id == message_id
     assert copy.headers["x-attempt"] == settings.retry_max_attempts + 1
     await broken.close()
+
+
+async def test_a_revision_stranded_by_a_crash_does_not_lock_the_profile(
+    client: CommandClient, settings: Settings, mongo: Any, worker: Any
+) -> None:
+    await client.send(settings.import_queue, incr())
+    created = await client.reply()
+    profile = await mongo.profiles.find_one({})
+    stale = datetime.now(UTC) - timedelta(minutes=5)
+    await mongo.profile_revisions.insert_one(
+        {"_id": f"{created['profile_id']}:{profile['_v'] + 1}", "profile_id": "x", "at": stale}
+    )
+    await client.send(settings.import_queue, incr())
+    updated = await client.reply()
+    assert updated["error"] == 0, updated
+    assert (await mongo.profiles.find_one({}))["fields"]["age"] == 10

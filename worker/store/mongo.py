@@ -109,4 +109,5 @@ class MongoStore:
         await self._inbox.finish(dedup_ids)
 
     async def forget_before(self, moment: datetime) -> int:
+        await self._profiles.forget_revisions_before(moment)
         return await self._inbox.forget_before(moment)

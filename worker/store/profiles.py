@@ -8,7 +8,7 @@ write is conditional on the command's marker being absent, so replays change not
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -22,17 +22,21 @@ from worker.store.errors import duplicate_indexes, translated
 
 PROFILES = "profiles"
 CLAIMS = "profile_keys"
+REVISIONS = "profile_revisions"
+STRANDED_REVISION_SECONDS = 60
 
 
 class ProfileRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
+        self._revisions = db[REVISIONS]
 
     async def ensure_indexes(self) -> None:
         async with translated():
             await self._profiles.create_index([("db_id", 1), ("fields.phones", 1)])
             await self._profiles.create_index([("account_id", 1)])
+            await self._revisions.create_index([("at", 1)])
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -66,16 +70,24 @@ class ProfileRepository:
             return await self._profiles.count_documents({"account_id": account_id})
 
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
-        """Claims first, then the profile writes, then read back which markers landed."""
+        """Claims first, then revisions, then the profile writes, then which markers landed.
+
+        A replayed update is never written blind: it counts as applied if its marker is there,
+        else as a conflict, and the command is planned again against the profile as it is.
+        """
         async with translated():
-            claimed = await self._claim(writes)
             now = datetime.now(UTC)
+            claimed = await self._claim(writes)
+            if replay:
+                eligible = [ok and write.create for write, ok in zip(writes, claimed, strict=True)]
+            else:
+                eligible = await self._take_revisions(writes, claimed, now)
             operations = [
                 _operation(write, replay, now)
-                for write, ok in zip(writes, claimed, strict=True)
+                for write, ok in zip(writes, eligible, strict=True)
                 if ok
             ]
-            all_applied = all(claimed)
+            all_applied = all(eligible)
             if operations:
                 try:
                     result = await self._profiles.bulk_write(operations, ordered=False)
@@ -88,6 +100,41 @@ class ProfileRepository:
             landed = [True] * len(writes) if all_applied else await self._landed(writes)
             await self._release([w for w, ok in zip(writes, landed, strict=True) if ok])
         return ["applied" if ok else "conflict" for ok in landed]
+
+    async def _take_revisions(
+        self, writes: Sequence[ProfileWrite], claimed: list[bool], now: datetime
+    ) -> list[bool]:
+        """Reserve version `expected + 1` of every updated profile by inserting its revision.
+
+        The insert is the compare-and-swap: of several writers planned on one version, exactly
+        one gets it. The update's own version condition is not enough on every server (FerretDB
+        reads, then writes, without isolation). A revision stranded by a crash is removed once
+        it is older than STRANDED_REVISION_SECONDS, so its profile does not stay locked.
+        """
+        reservations = [
+            (index, {"_id": _revision_id(write), "profile_id": write.profile_id, "at": now})
+            for index, write in enumerate(writes)
+            if claimed[index] and not write.create
+        ]
+        taken = list(claimed)
+        if not reservations:
+            return taken
+        try:
+            await self._revisions.insert_many([doc for _, doc in reservations], ordered=False)
+        except BulkWriteError as exc:
+            stranded_before = now - timedelta(seconds=STRANDED_REVISION_SECONDS)
+            for position in duplicate_indexes(exc):
+                index, doc = reservations[position]
+                taken[index] = False
+                await self._revisions.delete_one(
+                    {"_id": doc["_id"], "at": {"$lt": stranded_before}}
+                )
+        return taken
+
+    async def forget_revisions_before(self, moment: datetime) -> None:
+        """Old revisions only guard versions no planner will ask for again."""
+        async with translated():
+            await self._revisions.delete_many({"at": {"$lt": moment}})
 
     async def _claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Take each write's unique keys; False for a write that lost one to another profile."""
@@ -134,6 +181,10 @@ class ProfileRepository:
         ]
         if releases:
             await self._claims.bulk_write(releases, ordered=False)
+
+
+def _revision_id(write: ProfileWrite) -> str:
+    return f"{write.profile_id}:{write.expected_version + 1}"
 
 
 def _profile(doc: dict[str, Any]) -> Profile:

@@ -62,8 +62,10 @@ class ProfileStore(Protocol):
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
         """Apply writes touching distinct profiles; each reports applied or conflict.
 
-        A write whose marker the profile already carries counts as applied. Without
-        `replay`, an update also requires the profile's version to be unchanged.
+        An update applies only if its writer is the one to reserve the version after
+        `expected_version`; otherwise it is a conflict, to be planned again. With `replay`
+        (finishing a write planned before a crash), a write whose marker the profile already
+        carries counts as applied, an update without it is a conflict, a creation is retried.
         """
         ...
 

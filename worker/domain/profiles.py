@@ -44,8 +44,8 @@ class FieldChanges:
 class ProfileWrite:
     """One planned, idempotent profile write.
 
-    `marker` identifies the command; the write applies only while the profile does not carry
-    it, so a replay after a crash changes nothing twice. `claims` maps unique keys to the
+    `marker` identifies the command and stays on the profile, so after a crash a replay can
+    tell whether the write landed and never applies it twice. `claims` maps unique keys to the
     profile that owns them now (None: nobody), `releases` are keys this profile gives up.
     """
 

@@ -202,11 +202,8 @@ class ImportProcessor:
         for job in jobs:
             try:
                 target, profile_id = _resolve(job, owners, profiles)
-                identity = (
-                    profile_id
-                    if target or job.command.matching == "profile_id"
-                    else (job.order_key)
-                )
+                creating = target is None and job.command.matching != "profile_id"
+                identity = job.order_key if creating else profile_id
                 if identity in taken or profile_id in taken:
                     deferred.append(job)
                     continue

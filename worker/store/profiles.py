@@ -109,7 +109,9 @@ class ProfileRepository:
         The insert is the compare-and-swap: of several writers planned on one version, exactly
         one gets it. The update's own version condition is not enough on every server (FerretDB
         reads, then writes, without isolation). A revision stranded by a crash is removed once
-        it is older than STRANDED_REVISION_SECONDS, so its profile does not stay locked.
+        it is older than STRANDED_REVISION_SECONDS, so its profile does not stay locked. Known
+        gap: a writer that stalls longer than that between its reservation and its update could
+        overlap the next writer.
         """
         reservations = [
             (index, {"_id": _revision_id(write), "profile_id": write.profile_id, "at": now})
@@ -152,6 +154,9 @@ class ProfileRepository:
                 await self._claims.insert_many(documents, ordered=False)
             except BulkWriteError as exc:
                 contested += [inserts[position] for position in duplicate_indexes(exc)]
+        # Taking over a stale claim is a conditional update; on FerretDB two concurrent takeovers
+        # of the same stale claim could both report a match (no isolation). Stale claims only
+        # arise from changed unique values or crashes, so this race stays narrow.
         for index, key, stale_owner in takeovers:
             result = await self._claims.update_one(
                 {"_id": key, "profile_id": stale_owner},

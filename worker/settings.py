@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     prefetch_count: int = Field(512, ge=1, le=65_535)
     batch_max_size: int = Field(256, ge=1)
     batch_max_wait_ms: int = Field(20, ge=0)
+    query_batch_max_wait_ms: int = Field(0, ge=0)
+    """Queries are answered to a waiting caller: by default, batch only what already arrived."""
     retry_max_attempts: int = Field(5, ge=0, le=20)
     retry_base_delay_ms: int = Field(1_000, ge=1)
     retry_backoff_factor: float = Field(4.0, ge=1.0)

@@ -64,6 +64,29 @@ CATALOG = CatalogFile.model_validate(
             {"resource_id": 103, "account_id": 1, "name": "offers", "channels": ["email", "sms"]},
             {"resource_id": 200, "account_id": 2, "name": "theirs", "channels": ["email"]},
         ],
+        "relation_types": [
+            {
+                "rel_id": 500,
+                "account_id": 1,
+                "name": "customer of partner",
+                "db_a": 10,
+                "db_b": 11,
+                "properties": [
+                    {"name": "weight", "type": "number"},
+                    {"name": "visits", "type": "number"},
+                    {"name": "active", "type": "bool"},
+                ],
+            },
+            {
+                "rel_id": 501,
+                "account_id": 1,
+                "name": "family",
+                "db_a": 10,
+                "db_b": 10,
+                "properties": [{"name": "closeness", "type": "number"}],
+            },
+            {"rel_id": 600, "account_id": 2, "name": "theirs", "db_a": 20, "db_b": 20},
+        ],
         "tokens": [
             {"name": "w", "account_id": 1, "token": TOKEN},
             {"name": "r", "account_id": 1, "token": READ_TOKEN, "scopes": ["read"]},
@@ -229,6 +252,32 @@ async def ask(client: CommandClient, settings: Settings, body: dict[str, Any]) -
     """Send one import command and return its result."""
     await client.send(settings.import_queue, body)
     return dict(await client.reply())
+
+
+async def ask_relation(
+    client: CommandClient, settings: Settings, body: dict[str, Any], message_id: str | None = None
+) -> dict[str, Any]:
+    """Send one relation command and return its result."""
+    await client.send(settings.relations_queue, body, message_id=message_id)
+    return dict(await client.reply())
+
+
+async def ask_query(
+    client: CommandClient, settings: Settings, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Send one relation query (RPC) and return its answer."""
+    await client.send(settings.relations_query_queue, body)
+    return dict(await client.reply())
+
+
+async def new_profile(
+    client: CommandClient, settings: Settings, email: str, db_id: int = 10, **data: Any
+) -> str:
+    """Import a profile through the worker and return its id."""
+    body = {**command(email, db_id=db_id), "data": {"_fname": "P", **data}}
+    result = await ask(client, settings, body)
+    assert result["error"] == 0, result
+    return str(result["profile_id"])
 
 
 def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:

@@ -50,6 +50,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     location = ".".join(str(part) for part in first["loc"]) or "body"
     if first["type"] == "extra_forbidden":
         return f"unknown parameter '{location}'"
+    if first["type"] == "value_error":
+        return str(first.get("ctx", {}).get("error", first["msg"]))
     if first["type"] == "missing":
         return f"missing parameter '{location}'"
     return f"invalid parameter '{location}': {first['msg']}"

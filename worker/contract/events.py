@@ -24,6 +24,18 @@ class Event(BaseModel):
     status: str | None = None
     trigger_id: int | None = None
     workflow_id: int | None = None
+    relation_id: int | None = None
+    rel_id: int | None = None
+    db_a: int | None = None
+    db_b: int | None = None
+    profile_id_a: str | None = None
+    xxh_a: str | None = None
+    profile_id_b: str | None = None
+    xxh_b: str | None = None
+    props: dict[str, bool | int | float] | None = None
+    relation_to_a: str | None = None
+    relation_to_b: str | None = None
+    priority: int | None = None
     feedback_id: str | None = None
     message_id: str | None = None
 

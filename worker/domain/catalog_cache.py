@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from worker.domain.catalog import Account, BrokerUser, Database, Resource, Token
+from worker.domain.catalog import Account, BrokerUser, Database, RelationType, Resource, Token
 from worker.domain.ports import CatalogReader
 
 T = TypeVar("T")
@@ -47,3 +47,8 @@ class CachedCatalog:
 
     async def resources(self, account_id: int) -> tuple[Resource, ...]:
         return await self._get("resources", account_id, lambda: self._source.resources(account_id))
+
+    async def relation_types(self, account_id: int) -> tuple[RelationType, ...]:
+        return await self._get(
+            "relation_types", account_id, lambda: self._source.relation_types(account_id)
+        )

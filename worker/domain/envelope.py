@@ -18,6 +18,7 @@ class Envelope:
     message_id: str | None = None
     correlation_id: str | None = None
     user_id: str | None = None
+    reply_to: str | None = None
     attempt: int = 0
 
 

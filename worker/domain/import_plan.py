@@ -11,14 +11,12 @@ from worker.contract.imports import ImportCommand, ImportResult
 from worker.domain.catalog import Account, Database
 from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope
-from worker.domain.identity import normalize_email, normalize_phone, profile_xxh, short_hash
+from worker.domain.identity import normalize_email, normalize_phone, profile_xxh
+from worker.domain.markers import marker_time, pruned_markers
 from worker.domain.matching import EMAIL_MODES, PHONE_MODES, MatchSpec, holds
 from worker.domain.profiles import FieldChanges, Profile, ProfileWrite, unique_key
 from worker.domain.subscriptions import SubscriptionChange, merged, slot_of
 from worker.errors import NotFound, UniqueViolation, WriteConflict
-
-MAX_MARKERS = 16
-"""Applied-command markers kept per profile; they matter only until the inbox says done."""
 
 
 @dataclass
@@ -51,11 +49,6 @@ class PlannedImport:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def marker_of(operation_id: str) -> str:
-    """The applied-command marker a command leaves on the profile it writes."""
-    return short_hash(operation_id)
-
-
 def plan_import(
     job: ImportJob,
     target: Profile | None,
@@ -75,8 +68,6 @@ def plan_import(
     claims, releases = _unique_claims(database, changes, target, profile_id, owners, profiles)
     subscriptions, subscribed = _subscription_changes(job, target, profile_id, owners, profiles)
     claims.update({key: owner for key, owner in subscribed.items() if key not in claims})
-    markers = target.markers if target else {}
-    kept = sorted(markers, key=markers.__getitem__)[-(MAX_MARKERS - 1) :]
     write = ProfileWrite(
         profile_id=profile_id,
         db_id=database.db_id,
@@ -85,8 +76,8 @@ def plan_import(
         expected_version=target.version if target else 0,
         changes=changes,
         marker=job.marker,
-        marker_at_ms=int(now.timestamp() * 1000),
-        pruned_markers=tuple(name for name in markers if name not in kept),
+        marker_at_ms=marker_time(now),
+        pruned_markers=pruned_markers(target.markers) if target else (),
         claims=claims,
         releases=tuple(releases),
         subscriptions={slot: document for slot, (document, _) in subscriptions.items()},

@@ -8,8 +8,6 @@ that lost a race to another process is planned again in the next round.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from worker.contract.common import feedback_id_of, parse_json_object
@@ -19,54 +17,21 @@ from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.fields import plan_changes
 from worker.domain.identity import new_profile_id
-from worker.domain.import_plan import ImportJob, PlannedImport, marker_of, plan_import
+from worker.domain.import_plan import ImportJob, PlannedImport, plan_import
+from worker.domain.markers import marker_of
 from worker.domain.matching import candidates, match_spec, order_key
 from worker.domain.ports import InboxEntry, Store
+from worker.domain.processing import CommandProcessor, Invalid
+from worker.domain.profile_lookup import LookupRequest, look_up
 from worker.domain.profiles import Profile, unique_key
 from worker.domain.subscriptions import parse_subscriptions
 from worker.errors import InvalidCommand, LimitReached, NotFound, Refusal, WriteConflict
 
-MAX_ROUNDS = 8
-Clock = Callable[[], datetime]
 
-
-class ImportProcessor:
+class ImportProcessor(CommandProcessor[ImportJob]):
     """Turns a batch of import envelopes into one outcome each, in order."""
 
-    def __init__(self, store: Store, clock: Clock, max_message_bytes: int) -> None:
-        self._store = store
-        self._clock = clock
-        self._max_message_bytes = max_message_bytes
-
-    async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(envelopes)
-        dedup_ids = [_dedup_id(envelope) for envelope in envelopes]
-        known = await self._store.lookup([d for d in dedup_ids if d is not None])
-        jobs: list[ImportJob] = []
-        for index, (envelope, dedup_id) in enumerate(zip(envelopes, dedup_ids, strict=True)):
-            entry = known.get(dedup_id) if dedup_id else None
-            if entry is not None and entry.state == "done":
-                outcomes[index] = Outcome(result=entry.result, replayed=True)
-                continue
-            try:
-                jobs.append(self._job(index, envelope, dedup_id, entry))
-            except _Invalid as refusal:
-                outcomes[index] = self._refused(envelope, dedup_id, refusal, refusal.feedback_id)
-            except InvalidCommand as refusal:
-                outcomes[index] = self._refused(envelope, dedup_id, refusal, dead_letter=True)
-        await self._run(jobs, outcomes)
-        await self._remember_refusals(outcomes)
-        return [outcome or Outcome(result={}, retry="not processed") for outcome in outcomes]
-
-    async def complete(self, outcomes: Sequence[Outcome]) -> None:
-        """Mark answered commands done in the inbox; call after their answers are published."""
-        finished = [o.dedup_id for o in outcomes if o.dedup_id and not o.retry and not o.replayed]
-        if finished:
-            await self._store.finish(finished)
-
-    def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]:
-        """The result for a command that cannot be processed at all (e.g. retries spent)."""
-        return self._result_for(envelope, code, text)
+    dedup_prefix = "import"
 
     def _job(
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
@@ -76,7 +41,7 @@ class ImportProcessor:
             command = decode_import(raw)
             key = order_key(command)
         except InvalidCommand as refusal:
-            raise _Invalid(refusal.text, feedback_id_of(raw)) from None
+            raise Invalid(refusal.text, feedback_id_of(raw)) from None
         job = ImportJob(
             index=index,
             envelope=envelope,
@@ -89,16 +54,6 @@ class ImportProcessor:
             job.replay_write = entry.write
             job.replay_answer = (entry.result, entry.events)
         return job
-
-    async def _run(self, jobs: list[ImportJob], outcomes: list[Outcome | None]) -> None:
-        for _ in range(MAX_ROUNDS):
-            if not jobs:
-                return
-            current, later = _one_per_key(jobs)
-            retried = await self._round(current, outcomes)
-            jobs = sorted([*retried, *later], key=lambda job: job.index)
-        for job in jobs:
-            outcomes[job.index] = Outcome(result={}, retry="concurrent writes did not settle")
 
     async def _round(
         self, jobs: list[ImportJob], outcomes: list[Outcome | None]
@@ -221,45 +176,16 @@ class ImportProcessor:
         return planned, deferred
 
     async def _lookup(self, jobs: list[ImportJob]) -> tuple[dict[str, str], dict[str, Profile]]:
-        """One read for every claim key the jobs mention, a query per field match, and one
-        read per database for the profiles they point at."""
-        keys: set[str] = set()
-        for job in jobs:
-            keys.update(_claim_keys(job))
-        owners = await self._store.owners(sorted(keys))
-        wanted: dict[int, set[str]] = {}
+        """Claim owners and the profiles every job's matching or writing depends on."""
+        requests = []
         for job in jobs:
             assert job.spec is not None
-            job.found = []
-            for query in job.spec.queries:
-                job.found += await self._store.matching(
-                    job.command.db_id, query.field, query.value, all_of=query.all_of
-                )
-            ids = wanted.setdefault(job.command.db_id, set())
-            ids.update(owners[key] for key in _claim_keys(job) if key in owners)
-            ids.update(job.found)
-            if job.spec.profile_id:
-                ids.add(job.spec.profile_id)
-        profiles: dict[str, Profile] = {}
-        for db_id, ids in wanted.items():
-            if ids:
-                profiles.update(await self._store.profiles(db_id, sorted(ids)))
-        return owners, profiles
-
-    def _refused(
-        self,
-        envelope: Envelope,
-        dedup_id: str | None,
-        refusal: Refusal,
-        feedback_id: str | None = None,
-        dead_letter: bool = False,
-    ) -> Outcome:
-        """A 4xx answer; a body that could not even be parsed is also dead-lettered."""
-        return Outcome(
-            result=self._result_for(envelope, refusal.code, refusal.text, feedback_id),
-            dead_letter=refusal.text if dead_letter else None,
-            dedup_id=dedup_id,
-        )
+            extra = (*job.unique_keys, *(change.key for change in job.subscriptions))
+            requests.append(LookupRequest(job.command.db_id, job.spec, extra))
+        lookup = await look_up(self._store, requests)
+        for job, found in zip(jobs, lookup.found, strict=True):
+            job.found = found
+        return lookup.owners, lookup.profiles
 
     def _result_for(
         self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
@@ -271,49 +197,6 @@ class ImportProcessor:
             message_id=envelope.message_id,
             correlation_id=envelope.correlation_id,
         ).model_dump(mode="json")
-
-    async def _remember_refusals(self, outcomes: list[Outcome | None]) -> None:
-        """Store 4xx answers so a redelivery gets the same answer without re-evaluation."""
-        entries = [
-            InboxEntry(o.dedup_id, "pending", o.result)
-            for o in outcomes
-            if o is not None and o.dedup_id and 400 <= o.code < 500
-        ]
-        if entries:
-            await self._store.begin(entries, self._clock())
-
-
-class _Invalid(InvalidCommand):
-    """A parsed body that failed validation: not dead-lettered, and may echo feedback_id."""
-
-    def __init__(self, text: str, feedback_id: str | None) -> None:
-        super().__init__(text)
-        self.feedback_id = feedback_id
-
-
-def _dedup_id(envelope: Envelope) -> str | None:
-    return f"import:{envelope.message_id}" if envelope.message_id else None
-
-
-def _one_per_key(jobs: list[ImportJob]) -> tuple[list[ImportJob], list[ImportJob]]:
-    """The first job of each order key now; the rest, in order, for later rounds."""
-    seen: set[str] = set()
-    now: list[ImportJob] = []
-    later: list[ImportJob] = []
-    for job in jobs:
-        (later if job.order_key in seen else now).append(job)
-        seen.add(job.order_key)
-    return now, later
-
-
-def _claim_keys(job: ImportJob) -> list[str]:
-    """Every claim the job's matching or writing depends on."""
-    assert job.spec is not None
-    return [
-        *job.spec.claim_keys(),
-        *job.unique_keys,
-        *(change.key for change in job.subscriptions),
-    ]
 
 
 def _resolve(

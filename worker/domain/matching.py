@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from worker.contract.imports import ImportCommand
 from worker.domain.catalog import Channel, FieldSpec, Resource
 from worker.domain.coercion import coerce, to_tags, unique_form
 from worker.domain.identity import check_profile_id, normalize_email, normalize_phone
@@ -20,6 +19,32 @@ from worker.errors import Ambiguous, InvalidCommand
 
 EMAIL_MODES = frozenset({"email", "email_profile", "email_sub", "email_phone", "email_phone_sub"})
 PHONE_MODES = frozenset({"phone", "phone_sub", "email_phone", "email_phone_sub"})
+
+
+class MatchKeys(Protocol):
+    """The matching keys of a command (SPEC §4.2), wherever they come from: an import, or one
+    side of a relation command or query."""
+
+    @property
+    def matching(self) -> str: ...
+    @property
+    def db_id(self) -> int: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def profile_id(self) -> str | None: ...
+    @property
+    def field_name(self) -> str | None: ...
+    @property
+    def field_value(self) -> Any: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def subscription_id(self) -> str | None: ...
+    @property
+    def resource_id(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -45,15 +70,15 @@ class MatchSpec:
         return [*([self.unique_key] if self.unique_key else []), *self.subscription_keys]
 
 
-def _email(command: ImportCommand) -> str | None:
+def _email(command: MatchKeys) -> str | None:
     return normalize_email(command.email) if command.email is not None else None
 
 
-def _phone(command: ImportCommand) -> str | None:
+def _phone(command: MatchKeys) -> str | None:
     return normalize_phone(command.phone) if command.phone is not None else None
 
 
-def order_key(command: ImportCommand) -> str:
+def order_key(command: MatchKeys) -> str:
     """Commands with the same key touch the same profile and must apply in queue order.
 
     Cheap and catalog-free: it also validates that the mode's keys are present.
@@ -79,7 +104,7 @@ def order_key(command: ImportCommand) -> str:
 
 
 def match_spec(
-    command: ImportCommand, schema: dict[str, FieldSpec], resources: Sequence[Resource]
+    command: MatchKeys, schema: dict[str, FieldSpec], resources: Sequence[Resource]
 ) -> MatchSpec:
     """The claim keys and queries of the command's matching mode."""
     mode, db = command.matching, command.db_id
@@ -108,7 +133,7 @@ def match_spec(
     return MatchSpec(spec.unique_field, spec.unique_key, tuple(keys), queries)
 
 
-def _custom(command: ImportCommand, schema: dict[str, FieldSpec]) -> MatchSpec:
+def _custom(command: MatchKeys, schema: dict[str, FieldSpec]) -> MatchSpec:
     spec = schema.get(command.field_name or "")
     if spec is None:
         raise InvalidCommand(f"unknown field '{command.field_name}' in 'field_name'")
@@ -126,7 +151,7 @@ def _custom(command: ImportCommand, schema: dict[str, FieldSpec]) -> MatchSpec:
 
 
 def _sub_keys(
-    command: ImportCommand, resources: Sequence[Resource], channel: Channel, address: str
+    command: MatchKeys, resources: Sequence[Resource], channel: Channel, address: str
 ) -> list[str]:
     """Subscription keys to look up: the given resource, else every resource of the channel."""
     ids = (

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from worker.domain.catalog import Account, BrokerUser, Database, Resource, Token
+from worker.domain.catalog import Account, BrokerUser, Database, RelationType, Resource, Token
 from worker.domain.profiles import Profile, ProfileWrite
+from worker.domain.relations import Relation, RelationWrite
 
 
 class CredentialReader(Protocol):
@@ -22,6 +23,7 @@ class CatalogReader(CredentialReader, Protocol):
     async def account(self, account_id: int) -> Account | None: ...
     async def database(self, db_id: int) -> Database | None: ...
     async def resources(self, account_id: int) -> tuple[Resource, ...]: ...
+    async def relation_types(self, account_id: int) -> tuple[RelationType, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,55 @@ class ProfileStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RelationFilter:
+    """Which relations a query reads: always one account's."""
+
+    account_id: int
+    rel_id: int | None = None
+    profile_id_a: str | None = None
+    contact: str | None = None
+    """A profile on either side."""
+
+
+class RelationStore(Protocol):
+    async def relations_by_keys(
+        self, keys: Sequence[str]
+    ) -> tuple[dict[str, Relation], dict[str, int]]:
+        """The relations with these natural keys, and the id each claimed key points at."""
+        ...
+
+    async def relations_by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]: ...
+
+    async def new_relation_ids(self, count: int) -> list[int]:
+        """Ids no other process will ever hand out."""
+        ...
+
+    async def apply_relations(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        """Apply writes touching distinct relations; an update or delete applies only if its
+        writer reserved the version after the one it was planned on, a creation only if it
+        claimed the relation's key (or its own claim was there)."""
+        ...
+
+    async def count_relations(self, where: RelationFilter) -> int: ...
+
+    async def relation_page(
+        self, where: RelationFilter, *, by_priority: bool, after: tuple[int, int] | None, limit: int
+    ) -> list[Relation]: ...
+
+    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
+        """How many relations have the property, and the sum of its numeric values."""
+        ...
+
+    async def top_relations(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
+        """Relations with the highest values of a numeric property, highest first."""
+        ...
+
+    async def profile_account(self, profile_id: str) -> int | None:
+        """The account a profile belongs to, if it exists."""
+        ...
+
+
 class Inbox(Protocol):
     async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]: ...
     async def begin(self, entries: Sequence[InboxEntry], at: datetime) -> None: ...
@@ -77,7 +128,7 @@ class Inbox(Protocol):
     async def forget_before(self, moment: datetime) -> int: ...
 
 
-class Store(CatalogReader, ProfileStore, Inbox, Protocol):
+class Store(CatalogReader, ProfileStore, RelationStore, Inbox, Protocol):
     """Everything the worker keeps."""
 
     async def ping(self) -> None: ...

@@ -13,9 +13,11 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import AMQPException
 
 from worker.domain.imports import ImportProcessor
+from worker.domain.relation_commands import RelationProcessor
+from worker.domain.relation_queries import QueryProcessor
 from worker.errors import BrokerUnavailable, StoreUnavailable
 from worker.observability import BROKER_UP
-from worker.runtime.consumer import BatchConsumer
+from worker.runtime.consumer import BatchConsumer, Processor
 from worker.runtime.publisher import Publisher
 from worker.runtime.topology import Route, declare, declare_command_queue
 from worker.runtime.waiting import sleep_unless
@@ -85,57 +87,87 @@ class Worker:
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         halt = asyncio.Event()
-        task: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
+        routes = self._routes()
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
             topology = await declare(publish_channel, settings)
-            consume_channel = await connection.channel(publisher_confirms=False)
-            await consume_channel.set_qos(prefetch_count=settings.prefetch_count)
-            route = Route(settings.import_queue, settings.import_result_queue)
-            queue = await declare_command_queue(consume_channel, settings, route)
-            processor = ImportProcessor(
-                self._store,
-                lambda: datetime.now(UTC),
-                settings.max_message_bytes,
-            )
-            consumer = BatchConsumer(
-                queue,
-                route,
-                processor,
-                Publisher(publish_channel.default_exchange),
-                (topology.events, topology.dead_letter),
-                self._store,
-                settings,
-            )
-            task = asyncio.create_task(consumer.run(halt))
+            publisher = Publisher(publish_channel.default_exchange)
+            exchanges = (topology.events, topology.dead_letter)
+            for route, processor, max_wait_ms in routes:
+                channel = await connection.channel(publisher_confirms=False)
+                await channel.set_qos(prefetch_count=settings.prefetch_count)
+                queue = await declare_command_queue(channel, settings, route)
+                consumer = BatchConsumer(
+                    queue,
+                    route,
+                    processor,
+                    publisher,
+                    exchanges,
+                    self._store,
+                    settings,
+                    max_wait_ms=max_wait_ms,
+                )
+                tasks.append(asyncio.create_task(consumer.run(halt)))
             BROKER_UP.set(1)
             self.ready.set()
-            log.info("consuming", extra={"queue": route.queue})
-            await _first_of(stopping, lost, task)
+            log.info("consuming", extra={"queues": [route.queue for route, *_ in routes]})
+            await _first_of(stopping, lost, tasks)
             halt.set()
-            if lost.is_set() and not task.done():
-                task.cancel()
-            await self._finish(task)
             if lost.is_set():
+                for task in tasks:
+                    task.cancel()
+            await self._finish(tasks)
+            failed = [task for task in tasks if not task.cancelled() and task.exception()]
+            if lost.is_set() or failed:
                 raise BrokerUnavailable("connection closed")
         finally:
             halt.set()
-            if task is not None and not task.done():
-                task.cancel()
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
                     await task
             if not connection.is_closed:
                 await connection.close()
 
-    async def _finish(self, task: asyncio.Task[None]) -> None:
-        """Let the batch in hand finish within the grace period, then cancel it."""
+    def _routes(self) -> list[tuple[Route, Processor, int | None]]:
+        """Each consumed queue, the processor of its commands, and its batching wait."""
+        settings, store = self._settings, self._store
+        limit = settings.max_message_bytes
+        return [
+            (
+                Route(settings.import_queue, settings.import_result_queue),
+                ImportProcessor(store, _now, limit),
+                None,
+            ),
+            (
+                Route(settings.relations_queue, settings.relations_result_queue),
+                RelationProcessor(store, _now, limit),
+                None,
+            ),
+            (
+                Route(settings.relations_query_queue, None),
+                QueryProcessor(store, limit),
+                settings.query_batch_max_wait_ms,
+            ),
+        ]
+
+    async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Let the batches in hand finish within the grace period, then cancel them."""
+        running = [asyncio.shield(task) for task in tasks]
         try:
-            await asyncio.wait_for(asyncio.shield(task), self._settings.shutdown_grace_seconds)
+            await asyncio.wait_for(
+                asyncio.gather(*running, return_exceptions=True),
+                self._settings.shutdown_grace_seconds,
+            )
         except TimeoutError:
-            log.warning("shutdown grace period over; in-flight batch abandoned to redelivery")
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+            log.warning("shutdown grace period over; in-flight batches abandoned to redelivery")
+            for task in tasks:
+                task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
+                await task
 
     async def _sweep_inbox(self, stopping: asyncio.Event) -> None:
         """Forget dedup entries older than the window (FerretDB has no TTL indexes)."""
@@ -150,8 +182,15 @@ class Worker:
             await sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)
 
 
-async def _first_of(stopping: asyncio.Event, lost: asyncio.Event, task: asyncio.Task[None]) -> None:
-    waiters = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(lost.wait()), task}
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters - {task}:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _first_of(
+    stopping: asyncio.Event, lost: asyncio.Event, tasks: list[asyncio.Task[None]]
+) -> None:
+    """Wait until stopping, the connection is lost, or a consumer ends."""
+    waiters = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(lost.wait())}
+    await asyncio.wait({*waiters, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
         waiter.cancel()

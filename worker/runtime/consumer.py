@@ -59,6 +59,8 @@ class BatchConsumer:
         topology_exchanges: tuple[AbstractExchange, AbstractExchange],
         store: StorePing,
         settings: Settings,
+        *,
+        max_wait_ms: int | None = None,
     ) -> None:
         self._queue = queue
         self._route = route
@@ -67,6 +69,7 @@ class BatchConsumer:
         self._events, self._dead_letter = topology_exchanges
         self._store = store
         self._settings = settings
+        self._max_wait_ms = settings.batch_max_wait_ms if max_wait_ms is None else max_wait_ms
 
     async def run(self, halt: asyncio.Event) -> None:
         """Consume until `halt` is set; the batch in hand is always finished first."""
@@ -92,7 +95,7 @@ class BatchConsumer:
             first.cancel()
             return []
         batch = [first.result()]
-        deadline = time.monotonic() + self._settings.batch_max_wait_ms / 1000
+        deadline = time.monotonic() + self._max_wait_ms / 1000
         while len(batch) < self._settings.batch_max_size:
             if not buffer.empty():
                 batch.append(buffer.get_nowait())
@@ -168,6 +171,7 @@ class BatchConsumer:
             message_id=message.message_id,
             correlation_id=message.correlation_id,
             user_id=user_id,
+            reply_to=message.reply_to,
             attempt=attempt if isinstance(attempt, int) else 0,
         )
 
@@ -190,11 +194,21 @@ class BatchConsumer:
                 attempts = envelope.attempt + 1
                 text = f"internal error after {attempts} attempts: {outcome.retry}"
                 result, reason = self._processor.failure(envelope, 500, text), text
-            messages.append(self._answer(message, result))
+            answer = self._answer(message, result)
+            if answer.routing_key:
+                messages.append(answer)
             if not outcome.replayed:
                 messages += [self._event(event) for event in outcome.events]
             if reason:
                 DEAD_LETTERS.labels(self._route.queue).inc()
+                log.warning(
+                    "dead-lettered",
+                    extra={
+                        "queue": self._route.queue,
+                        "message_id": message.message_id,
+                        "reason": reason[:512],
+                    },
+                )
                 messages.append(
                     self._copy(message, envelope, self._route.queue, self._dead_letter, reason)
                 )

@@ -64,6 +64,15 @@ class CatalogRepository:
             )
         return tuple(Resource.model_validate(doc) for doc in docs)
 
+    async def relation_types(self, account_id: int) -> tuple[RelationType, ...]:
+        async with translated():
+            docs = (
+                await self._collection("relation_types")
+                .find({"account_id": account_id}, {"_id": 0})
+                .to_list()
+            )
+        return tuple(RelationType.model_validate(doc) for doc in docs)
+
     async def apply(self, catalog: CatalogFile) -> dict[str, int]:
         """Upsert every entry of the file; entries not in the file are left alone."""
         entries: dict[str, tuple[BaseModel, ...]] = {

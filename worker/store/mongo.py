@@ -8,15 +8,25 @@ from typing import Any, Self
 
 from pymongo import AsyncMongoClient
 
-from worker.domain.catalog import Account, BrokerUser, CatalogFile, Database, Resource, Token
+from worker.domain.catalog import (
+    Account,
+    BrokerUser,
+    CatalogFile,
+    Database,
+    RelationType,
+    Resource,
+    Token,
+)
 from worker.domain.catalog_cache import CachedCatalog
-from worker.domain.ports import InboxEntry, WriteStatus
+from worker.domain.ports import InboxEntry, RelationFilter, WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
+from worker.domain.relations import Relation, RelationWrite
 from worker.settings import Settings
 from worker.store.catalog import CatalogRepository
 from worker.store.errors import translated
 from worker.store.inbox import InboxRepository
 from worker.store.profiles import ProfileRepository
+from worker.store.relations import RelationRepository
 
 
 class MongoStore:
@@ -34,6 +44,7 @@ class MongoStore:
         self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
         self._profiles = ProfileRepository(db)
         self._inbox = InboxRepository(db)
+        self._relations = RelationRepository(db)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -51,6 +62,7 @@ class MongoStore:
     async def ensure_indexes(self) -> None:
         await self._profiles.ensure_indexes()
         await self._inbox.ensure_indexes()
+        await self._relations.ensure_indexes()
 
     async def ping(self) -> None:
         async with translated():
@@ -79,6 +91,9 @@ class MongoStore:
     async def resources(self, account_id: int) -> tuple[Resource, ...]:
         return await self._catalog_reads.resources(account_id)
 
+    async def relation_types(self, account_id: int) -> tuple[RelationType, ...]:
+        return await self._catalog_reads.relation_types(account_id)
+
     async def apply_catalog(self, catalog: CatalogFile) -> dict[str, int]:
         return await self.catalog.apply(catalog)
 
@@ -98,6 +113,38 @@ class MongoStore:
     async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
         return await self._profiles.apply(writes, replay=replay)
 
+    async def profile_account(self, profile_id: str) -> int | None:
+        return await self._profiles.profile_account(profile_id)
+
+    # relations
+    async def relations_by_keys(
+        self, keys: Sequence[str]
+    ) -> tuple[dict[str, Relation], dict[str, int]]:
+        return await self._relations.by_keys(keys)
+
+    async def relations_by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]:
+        return await self._relations.by_ids(relation_ids)
+
+    async def new_relation_ids(self, count: int) -> list[int]:
+        return await self._relations.new_ids(count)
+
+    async def apply_relations(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        return await self._relations.apply(writes)
+
+    async def count_relations(self, where: RelationFilter) -> int:
+        return await self._relations.count(where)
+
+    async def relation_page(
+        self, where: RelationFilter, *, by_priority: bool, after: tuple[int, int] | None, limit: int
+    ) -> list[Relation]:
+        return await self._relations.page(where, by_priority=by_priority, after=after, limit=limit)
+
+    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
+        return await self._relations.property_totals(where, name)
+
+    async def top_relations(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
+        return await self._relations.top(where, name, limit)
+
     # inbox
     async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]:
         return await self._inbox.lookup(dedup_ids)
@@ -110,4 +157,5 @@ class MongoStore:
 
     async def forget_before(self, moment: datetime) -> int:
         await self._profiles.forget_revisions_before(moment)
+        await self._relations.forget_revisions_before(moment)
         return await self._inbox.forget_before(moment)

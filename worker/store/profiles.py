@@ -10,7 +10,7 @@ a replay can tell whether it landed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -21,24 +21,24 @@ from pymongo.errors import BulkWriteError
 from worker.domain.ports import WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.revisions import Revisions
 
 PROFILES = "profiles"
 CLAIMS = "profile_keys"
 REVISIONS = "profile_revisions"
-STRANDED_REVISION_SECONDS = 60
 
 
 class ProfileRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
-        self._revisions = db[REVISIONS]
+        self._revisions = Revisions(db[REVISIONS])
 
     async def ensure_indexes(self) -> None:
         async with translated():
             await self._profiles.create_index([("db_id", 1), ("fields.phones", 1)])
             await self._profiles.create_index([("account_id", 1)])
-            await self._revisions.create_index([("at", 1)])
+            await self._revisions.ensure_indexes()
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -66,6 +66,11 @@ class ProfileRepository:
                 .to_list()
             )
         return [str(doc["_id"]) for doc in docs]
+
+    async def profile_account(self, profile_id: str) -> int | None:
+        async with translated():
+            doc = await self._profiles.find_one({"_id": ObjectId(profile_id)}, {"account_id": 1})
+        return None if doc is None else int(doc["account_id"])
 
     async def count(self, account_id: int) -> int:
         async with translated():
@@ -104,39 +109,19 @@ class ProfileRepository:
     async def _take_revisions(
         self, writes: Sequence[ProfileWrite], claimed: list[bool], now: datetime
     ) -> list[bool]:
-        """Reserve version `expected + 1` of every updated profile by inserting its revision.
-
-        The insert is the compare-and-swap: of several writers planned on one version, exactly
-        one gets it. The update's own version condition is not enough on every server (FerretDB
-        reads, then writes, without isolation). A revision stranded by a crash is removed once
-        it is older than STRANDED_REVISION_SECONDS, so its profile does not stay locked. Known
-        gap: a writer that stalls longer than that between its reservation and its update could
-        overlap the next writer.
-        """
-        reservations = [
-            (index, {"_id": _revision_id(write), "profile_id": write.profile_id, "at": now})
-            for index, write in enumerate(writes)
-            if claimed[index] and not write.create
-        ]
+        """Reserve the next version of every updated profile (see `worker.store.revisions`)."""
+        updates = [i for i, write in enumerate(writes) if claimed[i] and not write.create]
+        reserved = await self._revisions.reserve(
+            [(writes[i].profile_id, writes[i].expected_version) for i in updates], now
+        )
         taken = list(claimed)
-        if not reservations:
-            return taken
-        try:
-            await self._revisions.insert_many([doc for _, doc in reservations], ordered=False)
-        except BulkWriteError as exc:
-            stranded_before = now - timedelta(seconds=STRANDED_REVISION_SECONDS)
-            for position in duplicate_indexes(exc):
-                index, doc = reservations[position]
-                taken[index] = False
-                await self._revisions.delete_one(
-                    {"_id": doc["_id"], "at": {"$lt": stranded_before}}
-                )
+        for index, ok in zip(updates, reserved, strict=True):
+            taken[index] = ok
         return taken
 
     async def forget_revisions_before(self, moment: datetime) -> None:
-        """Old revisions only guard versions no planner will ask for again."""
         async with translated():
-            await self._revisions.delete_many({"at": {"$lt": moment}})
+            await self._revisions.forget_before(moment)
 
     async def _claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Take each write's unique keys; False for a write that lost one to another profile."""
@@ -186,10 +171,6 @@ class ProfileRepository:
         ]
         if releases:
             await self._claims.bulk_write(releases, ordered=False)
-
-
-def _revision_id(write: ProfileWrite) -> str:
-    return f"{write.profile_id}:{write.expected_version + 1}"
 
 
 def _profile(doc: dict[str, Any]) -> Profile:

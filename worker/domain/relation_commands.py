@@ -1,0 +1,384 @@
+"""The relation path for a batch: dedup, authorize, resolve both profiles, plan, write, answer.
+
+Like imports, commands run in rounds of one command per order key, and a command whose
+relation another command of the round already touches waits for the next round, so commands
+on one relation apply in queue order. A write that lost a race is planned again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from worker.contract.common import feedback_id_of, parse_json_object
+from worker.contract.events import Event
+from worker.contract.relations import RelationCommand, RelationResult, decode_relation
+from worker.domain.auth import Access, authorize
+from worker.domain.catalog import FieldSpec, RelationType
+from worker.domain.envelope import Envelope, Outcome
+from worker.domain.identity import profile_xxh
+from worker.domain.markers import marker_of, marker_time, pruned_markers
+from worker.domain.matching import match_spec, order_key
+from worker.domain.ports import InboxEntry
+from worker.domain.processing import CommandProcessor, Invalid
+from worker.domain.profile_lookup import LookupRequest, existing_profile, look_up
+from worker.domain.relations import (
+    ProfileKeys,
+    Relation,
+    RelationWrite,
+    Value,
+    WriteKind,
+    after,
+    checked_weights,
+    refuse_if_inapplicable,
+    relation_key,
+)
+from worker.errors import InvalidCommand, NotFound, Refusal
+
+EVENTS: dict[WriteKind, str] = {
+    "create": "relation.attached",
+    "update": "relation.changed",
+    "delete": "relation.detached",
+}
+
+
+@dataclass
+class RelationJob:
+    """One command on its way through a batch."""
+
+    index: int
+    envelope: Envelope
+    command: RelationCommand
+    dedup_id: str | None
+    marker: str
+    order_key: str
+    rtype: RelationType | None = None
+    weights: dict[str, Value] = field(default_factory=dict)
+    current: Relation | None = None
+    key: str | None = None
+    claimed_id: int | None = None
+    sides: list[Side] = field(default_factory=list)
+    written_ahead: InboxEntry | None = None
+
+
+@dataclass(frozen=True)
+class Side:
+    """One profile of a relation command: what to look up, and its database's schema."""
+
+    request: LookupRequest
+    schema: dict[str, FieldSpec]
+
+
+@dataclass(frozen=True)
+class PlannedRelation:
+    write: RelationWrite
+    result: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+class RelationProcessor(CommandProcessor[RelationJob]):
+    """Turns a batch of relation envelopes into one outcome each, in order."""
+
+    dedup_prefix = "relation"
+
+    def _job(
+        self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
+    ) -> RelationJob:
+        raw = parse_json_object(envelope.body, self._max_message_bytes)
+        try:
+            command = decode_relation(raw)
+            key = _order_key(command)
+        except InvalidCommand as refusal:
+            raise Invalid(refusal.text, feedback_id_of(raw)) from None
+        return RelationJob(
+            index=index,
+            envelope=envelope,
+            command=command,
+            dedup_id=dedup_id,
+            marker=marker_of(dedup_id or uuid.uuid4().hex),
+            order_key=key,
+            written_ahead=entry if entry is not None and entry.result.get("error") == 0 else None,
+        )
+
+    async def _resume(
+        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
+    ) -> list[RelationJob]:
+        """Commands decided before a crash: answer those whose write landed.
+
+        A deletion landed if the relation is gone; another write if its marker is there.
+        An unfinished deletion is finished on the relation it chose, since its key may
+        already be released; everything else is planned again from scratch.
+        """
+        ids = [_decided_id(job.written_ahead) for job in jobs if job.written_ahead]
+        present = await self._store.relations_by_ids(ids)
+        remaining = []
+        for job in jobs:
+            entry = job.written_ahead
+            if entry is None:
+                remaining.append(job)
+                continue
+            relation = present.get(_decided_id(entry))
+            if job.command.action == "detach":
+                landed = relation is None
+            else:
+                landed = relation is not None and job.marker in relation.markers
+            if landed:
+                outcomes[job.index] = Outcome(entry.result, entry.events, dedup_id=job.dedup_id)
+                continue
+            if job.command.action == "detach":
+                job.command = job.command.model_copy(update={"relation_id": _decided_id(entry)})
+            remaining.append(job)
+        return remaining
+
+    async def _round(
+        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
+    ) -> list[RelationJob]:
+        """Run one round; return the jobs to try again in the next."""
+        ready = await self._guarded(jobs, outcomes, self._prepare)
+        ready = await self._resolve(ready, outcomes)
+        planned, deferred = await self._plan(ready, outcomes)
+        if not planned:
+            return deferred
+        await self._store.begin(
+            [
+                InboxEntry(job.dedup_id, "pending", plan.result, plan.events)
+                for job, plan in planned
+                if job.dedup_id
+            ],
+            self._clock(),
+        )
+        statuses = await self._store.apply_relations([plan.write for _, plan in planned])
+        for (job, plan), status in zip(planned, statuses, strict=True):
+            if status == "applied":
+                outcomes[job.index] = Outcome(plan.result, plan.events, dedup_id=job.dedup_id)
+            else:
+                deferred.append(job)
+        return deferred
+
+    async def _guarded(
+        self,
+        jobs: list[RelationJob],
+        outcomes: list[Outcome | None],
+        step: Callable[[RelationJob], Awaitable[None]],
+    ) -> list[RelationJob]:
+        """Run `step` on each job; a refusal answers that job and drops it from the round."""
+        kept = []
+        for job in jobs:
+            try:
+                await step(job)
+                kept.append(job)
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused(
+                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
+                )
+        return kept
+
+    async def _prepare(self, job: RelationJob) -> None:
+        """Catalog checks, the relation addressed by id, authorization and the weights."""
+        command = job.command
+        job.current = job.key = job.claimed_id = None
+        if await self._store.account(command.account_id) is None:
+            raise NotFound(f"account {command.account_id} not found")
+        rel_id = command.rel_id
+        if command.relation_id is not None:
+            found = await self._store.relations_by_ids([command.relation_id])
+            relation = found.get(command.relation_id)
+            if relation is None or relation.account_id != command.account_id:
+                raise NotFound(f"relation {command.relation_id} not found")
+            if rel_id is not None and rel_id != relation.rel_id:
+                raise NotFound(f"relation {command.relation_id} is not of relation type {rel_id}")
+            job.current, job.key, rel_id = relation, relation.key, relation.rel_id
+        types = await self._store.relation_types(command.account_id)
+        job.rtype = next((t for t in types if t.rel_id == rel_id), None)
+        if job.rtype is None:
+            raise NotFound(f"relation type {rel_id} not found in account {command.account_id}")
+        await authorize(
+            Access(
+                command.account_id,
+                [job.rtype.db_a, job.rtype.db_b],
+                "write",
+                command.token,
+                job.envelope.user_id,
+            ),
+            self._store,
+        )
+        job.weights = checked_weights(job.rtype, command.weights)
+
+    async def _resolve(
+        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
+    ) -> list[RelationJob]:
+        """Find both profiles of every job addressed by profiles, then its relation."""
+        by_profiles = await self._guarded(
+            [job for job in jobs if job.key is None], outcomes, self._sides_of
+        )
+        lookup = await look_up(
+            self._store, [side.request for job in by_profiles for side in job.sides]
+        )
+        position = 0
+        for job in by_profiles:
+            try:
+                ids = []
+                for side in job.sides:
+                    found = lookup.found[position]
+                    position += 1
+                    ids.append(
+                        existing_profile(side.request, found, side.schema, lookup).profile_id
+                    )
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused(
+                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
+                )
+                continue
+            assert job.rtype is not None
+            job.key = relation_key(job.rtype.rel_id, ids[0], ids[1])
+        keys = [job.key for job in by_profiles if job.key is not None]
+        relations, claimed = await self._store.relations_by_keys(keys)
+        for job in by_profiles:
+            if job.key is not None:
+                job.current, job.claimed_id = relations.get(job.key), claimed.get(job.key)
+        return [job for job in jobs if job.key is not None]
+
+    async def _sides_of(self, job: RelationJob) -> None:
+        """What to look up for profile A (in the type's database A) and profile B."""
+        command, rtype = job.command, job.rtype
+        assert rtype is not None
+        assert command.profile_a is not None
+        assert command.profile_b is not None
+        resources = await self._store.resources(command.account_id)
+        job.sides = []
+        for keys, db_id in ((command.profile_a, rtype.db_a), (command.profile_b, rtype.db_b)):
+            database = await self._store.database(db_id)
+            if database is None or database.account_id != command.account_id:
+                raise NotFound(f"database {db_id} not found in account {command.account_id}")
+            schema = database.field_specs
+            spec = match_spec(ProfileKeys.of(keys, db_id), schema, resources)
+            job.sides.append(Side(LookupRequest(db_id, spec), schema))
+
+    async def _plan(
+        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
+    ) -> tuple[list[tuple[RelationJob, PlannedRelation]], list[RelationJob]]:
+        """Plan each job on its relation; a second job on one relation waits a round."""
+        accepted: list[RelationJob] = []
+        deferred: list[RelationJob] = []
+        taken: set[str] = set()
+        for job in jobs:
+            assert job.key is not None
+            if job.key in taken:
+                deferred.append(job)
+                continue
+            try:
+                refuse_if_inapplicable(job.command, job.current)
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused(
+                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
+                )
+                continue
+            taken.add(job.key)
+            accepted.append(job)
+        # A creation finishes under the id its key already claims (one cut short), else new.
+        unclaimed = [j for j in accepted if j.current is None and j.claimed_id is None]
+        fresh = iter(await self._store.new_relation_ids(len(unclaimed)) if unclaimed else [])
+        now = self._clock()
+        planned = []
+        for job in accepted:
+            new_id = None
+            if job.current is None:
+                new_id = job.claimed_id if job.claimed_id is not None else next(fresh)
+            planned.append((job, self._planned(job, new_id, now)))
+        return planned, deferred
+
+    def _planned(self, job: RelationJob, new_id: int | None, now: datetime) -> PlannedRelation:
+        command, rtype, current = job.command, job.rtype, job.current
+        assert rtype is not None
+        assert job.key is not None
+        kind: WriteKind
+        if current is None:
+            assert new_id is not None
+            _, profile_id_a, profile_id_b = job.key.split(":")
+            blank = Relation(
+                relation_id=new_id,
+                rel_id=rtype.rel_id,
+                account_id=command.account_id,
+                db_a=rtype.db_a,
+                db_b=rtype.db_b,
+                profile_id_a=profile_id_a,
+                profile_id_b=profile_id_b,
+            )
+            relation, kind = after(command, job.weights, blank), "create"
+        elif command.action == "detach":
+            relation, kind = current, "delete"
+        else:
+            relation, kind = after(command, job.weights, current), "update"
+        write = RelationWrite(
+            kind=kind,
+            relation=relation,
+            marker=job.marker,
+            marker_at_ms=marker_time(now),
+            pruned_markers=pruned_markers(current.markers) if current else (),
+        )
+        unchanged = kind == "update" and relation == current
+        result = RelationResult(
+            action=command.action,
+            rel_id=relation.rel_id,
+            relation_id=relation.relation_id,
+            profile_a=relation.profile_id_a,
+            profile_b=relation.profile_id_b,
+            props=relation.props,
+            created=kind == "create",
+            feedback_id=command.feedback_id,
+            message_id=job.envelope.message_id,
+            correlation_id=job.envelope.correlation_id,
+        ).model_dump(mode="json")
+        events = [] if unchanged else [_event(EVENTS[kind], relation, job, now)]
+        return PlannedRelation(write, result, events)
+
+    def _result_for(
+        self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
+    ) -> dict[str, Any]:
+        return RelationResult(
+            error=code,
+            error_text=text,
+            feedback_id=feedback_id,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+        ).model_dump(mode="json")
+
+
+def _decided_id(entry: InboxEntry) -> int:
+    return int(entry.result["relation_id"])
+
+
+def _order_key(command: RelationCommand) -> str:
+    """Commands with one key touch one relation; catalog-free, it also checks the keys."""
+    if command.relation_id is not None:
+        return f"relation:{command.relation_id}"
+    assert command.profile_a is not None
+    assert command.profile_b is not None
+    side_a = order_key(ProfileKeys.of(command.profile_a, 0))
+    side_b = order_key(ProfileKeys.of(command.profile_b, 0))
+    return f"{command.rel_id}|{side_a}|{side_b}"
+
+
+def _event(name: str, relation: Relation, job: RelationJob, now: datetime) -> dict[str, Any]:
+    return Event(
+        event=name,
+        occurred_at=now,
+        account_id=relation.account_id,
+        relation_id=relation.relation_id,
+        rel_id=relation.rel_id,
+        db_a=relation.db_a,
+        db_b=relation.db_b,
+        profile_id_a=relation.profile_id_a,
+        xxh_a=profile_xxh(relation.profile_id_a),
+        profile_id_b=relation.profile_id_b,
+        xxh_b=profile_xxh(relation.profile_id_b),
+        props=relation.props,
+        relation_to_a=relation.relation_to_a,
+        relation_to_b=relation.relation_to_b,
+        priority=relation.priority,
+        feedback_id=job.command.feedback_id,
+        message_id=job.envelope.message_id,
+    ).model_dump(mode="json", exclude_none=True)

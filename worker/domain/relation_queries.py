@@ -1,0 +1,208 @@
+"""Answers to `relations_query` (SPEC §6): get, get_counter, list, single.
+
+Queries only read, so they need no inbox: a redelivered query is answered again. Counters are
+computed by the database (a `$group` per property, a sorted limited read for the top), never
+by loading every relation into the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from worker.contract.common import feedback_id_of, parse_json_object
+from worker.contract.queries import QueryAnswer, RelationQuery, decode_query
+from worker.domain.auth import Access, authorize
+from worker.domain.catalog import RelationType
+from worker.domain.envelope import Envelope, Outcome
+from worker.domain.identity import check_profile_id, profile_xxh
+from worker.domain.matching import match_spec, order_key
+from worker.domain.ports import RelationFilter, Store
+from worker.domain.profile_lookup import LookupRequest, existing_profile, look_up
+from worker.domain.relations import ProfileKeys, Relation
+from worker.errors import InvalidCommand, NotFound, Refusal
+
+CONCURRENT_QUERIES = 16
+
+
+class QueryProcessor:
+    """Answers a batch of queries concurrently (bounded); each answer goes to `reply_to`."""
+
+    def __init__(self, store: Store, max_message_bytes: int) -> None:
+        self._store = store
+        self._max_message_bytes = max_message_bytes
+        self._slots = asyncio.Semaphore(CONCURRENT_QUERIES)
+
+    async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._one(envelope) for envelope in envelopes)))
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> None:
+        """Nothing to record: queries change nothing."""
+
+    def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]:
+        return _answer(envelope, error=code, error_text=text)
+
+    async def _one(self, envelope: Envelope) -> Outcome:
+        if not envelope.reply_to:
+            return Outcome(result={}, dead_letter="query without reply_to: nowhere to answer")
+        feedback_id = None
+        try:
+            raw = parse_json_object(envelope.body, self._max_message_bytes)
+            feedback_id = feedback_id_of(raw)
+            query = decode_query(raw)
+            async with self._slots:
+                answer = await self._answer(query)
+            return Outcome(result=_answer(envelope, feedback_id=feedback_id, **answer))
+        except Refusal as refusal:
+            return Outcome(
+                result=_answer(
+                    envelope, error=refusal.code, error_text=refusal.text, feedback_id=feedback_id
+                )
+            )
+
+    async def _answer(self, query: RelationQuery) -> dict[str, Any]:
+        if await self._store.account(query.account_id) is None:
+            raise NotFound(f"account {query.account_id} not found")
+        if query.method == "single":
+            return await self._single(query)
+        if query.method == "list":
+            return await self._list(query)
+        rtype = await self._relation_type(query, query.rel_id)
+        profile_id = await self._profile_a(query, rtype)
+        where = RelationFilter(query.account_id, rel_id=rtype.rel_id, profile_id_a=profile_id)
+        if query.method == "get":
+            return await self._page(where, query, by_priority=False)
+        return {"data": await self._counter(where, rtype, profile_id, query.top_n)}
+
+    async def _relation_type(self, query: RelationQuery, rel_id: int | None) -> RelationType:
+        types = await self._store.relation_types(query.account_id)
+        rtype = next((t for t in types if t.rel_id == rel_id), None)
+        if rtype is None:
+            raise NotFound(f"relation type {rel_id} not found in account {query.account_id}")
+        await self._may_read(query, [rtype.db_a, rtype.db_b])
+        return rtype
+
+    async def _may_read(self, query: RelationQuery, db_ids: list[int]) -> None:
+        await authorize(Access(query.account_id, db_ids, "read", query.token, None), self._store)
+
+    async def _profile_a(self, query: RelationQuery, rtype: RelationType) -> str:
+        """The A profile the query's top-level matching keys name (by default `profile_id`)."""
+        database = await self._store.database(rtype.db_a)
+        if database is None:
+            raise NotFound(f"database {rtype.db_a} not found")
+        resources = await self._store.resources(query.account_id)
+        keys = ProfileKeys.of(query, rtype.db_a)
+        order_key(keys)  # checks the mode's keys are present and well-formed
+        request = LookupRequest(rtype.db_a, match_spec(keys, database.field_specs, resources))
+        lookup = await look_up(self._store, [request])
+        return existing_profile(request, lookup.found[0], database.field_specs, lookup).profile_id
+
+    async def _single(self, query: RelationQuery) -> dict[str, Any]:
+        assert query.relation_id is not None
+        found = await self._store.relations_by_ids([query.relation_id])
+        relation = found.get(query.relation_id)
+        if relation is None or relation.account_id != query.account_id:
+            raise NotFound(f"relation {query.relation_id} not found")
+        await self._may_read(query, [relation.db_a, relation.db_b])
+        return {"data": item(relation)}
+
+    async def _list(self, query: RelationQuery) -> dict[str, Any]:
+        """Every relation touching the contact, on either side; a token must be able to read
+        the databases of the relation types it may span."""
+        contact = check_profile_id(query.contact or "", "contact")
+        if query.rel_id is not None:
+            await self._relation_type(query, query.rel_id)
+        else:
+            types = await self._store.relation_types(query.account_id)
+            await self._may_read(query, sorted({db for t in types for db in (t.db_a, t.db_b)}))
+        if await self._store.profile_account(contact) != query.account_id:
+            raise NotFound(f"profile {contact} not found")
+        where = RelationFilter(query.account_id, rel_id=query.rel_id, contact=contact)
+        return await self._page(where, query, by_priority=True)
+
+    async def _page(
+        self, where: RelationFilter, query: RelationQuery, *, by_priority: bool
+    ) -> dict[str, Any]:
+        after = _cursor(query.cursor, by_priority)
+        page, total = await asyncio.gather(
+            self._store.relation_page(
+                where, by_priority=by_priority, after=after, limit=query.limit + 1
+            ),
+            self._store.count_relations(where),
+        )
+        more = len(page) > query.limit
+        page = page[: query.limit]
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = (
+                f"{last.priority}:{last.relation_id}" if by_priority else str(last.relation_id)
+            )
+        return {"data": [item(r) for r in page], "total_count": total, "next_cursor": next_cursor}
+
+    async def _counter(
+        self, where: RelationFilter, rtype: RelationType, profile_id: str, top_n: int
+    ) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for prop in rtype.properties:
+            count, total = await self._store.property_totals(where, prop.name)
+            if prop.type == "bool":
+                props[prop.name] = {"total": count, "sum": None, "top": None}
+                continue
+            top = await self._store.top_relations(where, prop.name, top_n)
+            props[prop.name] = {
+                "total": count,
+                "sum": total,
+                "top": [{"profile_id": r.profile_id_b, "value": r.props[prop.name]} for r in top],
+            }
+        return {
+            "profile_id": profile_id,
+            "profile_xxh": profile_xxh(profile_id),
+            "total": await self._store.count_relations(where),
+            "props": props,
+        }
+
+
+def item(relation: Relation) -> dict[str, Any]:
+    """One relation as `get`, `list` and `single` show it."""
+    return {
+        "relation_id": relation.relation_id,
+        "rel_id": relation.rel_id,
+        "profile_id_a": relation.profile_id_a,
+        "xxh_a": profile_xxh(relation.profile_id_a),
+        "profile_id_b": relation.profile_id_b,
+        "xxh_b": profile_xxh(relation.profile_id_b),
+        "db_a": relation.db_a,
+        "db_b": relation.db_b,
+        "props": {name: {"value": value} for name, value in relation.props.items()},
+        "relation_to_a": relation.relation_to_a,
+        "relation_to_b": relation.relation_to_b,
+        "priority": relation.priority,
+    }
+
+
+def _cursor(cursor: str | None, by_priority: bool) -> tuple[int, int] | None:
+    """The position a cursor names: (priority, relation id), or relation id alone."""
+    if cursor is None:
+        return None
+    parts = cursor.split(":")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != (2 if by_priority else 1):
+        raise InvalidCommand(f"invalid parameter 'cursor': '{cursor}'")
+    return (numbers[0], numbers[1]) if by_priority else (0, numbers[0])
+
+
+def _answer(envelope: Envelope, **fields: Any) -> dict[str, Any]:
+    """Only what applies to the method; `next_cursor` stays, as null, on the last page."""
+    answer = QueryAnswer(
+        message_id=envelope.message_id, correlation_id=envelope.correlation_id, **fields
+    )
+    return {
+        "error": answer.error,
+        "error_text": answer.error_text,
+        **answer.model_dump(mode="json", exclude_unset=True),
+    }

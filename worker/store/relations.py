@@ -1,0 +1,290 @@
+"""Relations in MongoDB: documents keyed by `relation_id`, claims keyed by (type, A, B).
+
+A relation's natural key is claimed in `relation_keys` (an insert keyed by `_id`, atomic on
+every server), so two processes creating the same relation end up with one. Ids come from
+blocks reserved by inserting `{_id: block}` into `relation_id_blocks`: race-free across
+processes, and one insert per hundred relations. Updates and deletes reserve the relation's
+next version first (`worker.store.revisions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import DeleteOne, InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from worker.domain.ports import RelationFilter, WriteStatus
+from worker.domain.relations import Relation, RelationWrite
+from worker.store.errors import duplicate_indexes, translated
+from worker.store.revisions import Revisions
+
+RELATIONS = "relations"
+CLAIMS = "relation_keys"
+REVISIONS = "relation_revisions"
+ID_BLOCKS = "relation_id_blocks"
+ID_BLOCK_SIZE = 100
+
+
+class RelationRepository:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._relations = db[RELATIONS]
+        self._claims = db[CLAIMS]
+        self._revisions = Revisions(db[REVISIONS])
+        self._blocks = db[ID_BLOCKS]
+        self._free_ids: list[int] = []
+        self._allocating = asyncio.Lock()
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._relations.create_index([("rel_id", 1), ("profile_id_a", 1)])
+            await self._relations.create_index([("profile_id_b", 1)])
+            await self._revisions.ensure_indexes()
+
+    async def by_keys(self, keys: Sequence[str]) -> tuple[dict[str, Relation], dict[str, int]]:
+        """The relations with these natural keys, and the id each claimed key points at (a
+        claim without its relation is a creation cut short, to be finished under that id)."""
+        if not keys:
+            return {}, {}
+        async with translated():
+            claims = await self._claims.find({"_id": {"$in": list(keys)}}).to_list()
+        claimed = {doc["_id"]: int(doc["relation_id"]) for doc in claims}
+        relations = await self.by_ids(sorted(set(claimed.values())))
+        found = {key: relations[rid] for key, rid in claimed.items() if rid in relations}
+        return {key: relation for key, relation in found.items() if relation.key == key}, claimed
+
+    async def by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]:
+        if not relation_ids:
+            return {}
+        async with translated():
+            docs = await self._relations.find({"_id": {"$in": list(relation_ids)}}).to_list()
+        return {doc["_id"]: _relation(doc) for doc in docs}
+
+    async def new_ids(self, count: int) -> list[int]:
+        """`count` fresh relation ids, from blocks this process reserved."""
+        async with self._allocating:
+            while len(self._free_ids) < count:
+                block = await self._reserve_block()
+                start = block * ID_BLOCK_SIZE + 1
+                self._free_ids += range(start, start + ID_BLOCK_SIZE)
+            taken, self._free_ids = self._free_ids[:count], self._free_ids[count:]
+        return taken
+
+    async def _reserve_block(self) -> int:
+        async with translated():
+            while True:
+                last = await self._blocks.find({}, {"_id": 1}).sort("_id", -1).limit(1).to_list()
+                block = last[0]["_id"] + 1 if last else 0
+                try:
+                    await self._blocks.insert_one({"_id": block, "at": datetime.now(UTC)})
+                    return int(block)
+                except DuplicateKeyError:  # another process took it: read again
+                    continue
+
+    async def apply(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        """Claims for creations, claim releases and revisions for the rest, then the writes.
+
+        A deletion releases its claim before removing the document, so a creation racing with
+        it can never adopt the id being removed.
+        """
+        async with translated():
+            now = datetime.now(UTC)
+            eligible = await self._claim(writes)
+            changes = [i for i, w in enumerate(writes) if eligible[i] and w.kind != "create"]
+            reserved = await self._revisions.reserve(
+                [(writes[i].relation.relation_id, writes[i].relation.version) for i in changes],
+                now,
+            )
+            for index, ok in zip(changes, reserved, strict=True):
+                eligible[index] = ok
+            deletes = [
+                w for w, ok in zip(writes, eligible, strict=True) if ok and w.kind == "delete"
+            ]
+            await self._release(deletes)
+            operations = [_operation(w, now) for w, ok in zip(writes, eligible, strict=True) if ok]
+            all_applied = all(eligible)
+            if operations:
+                try:
+                    result = await self._relations.bulk_write(operations, ordered=False)
+                    done = result.matched_count + result.inserted_count + result.deleted_count
+                    all_applied &= done == len(operations)
+                except BulkWriteError as exc:
+                    duplicate_indexes(exc)  # a creation that already happened: verified below
+                    all_applied = False
+            landed = [True] * len(writes) if all_applied else await self._landed(writes)
+        return ["applied" if ok else "conflict" for ok in landed]
+
+    async def _claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
+        """Claim the key of every creation; False where the key names another relation."""
+        ok = [True] * len(writes)
+        creations = [i for i, write in enumerate(writes) if write.kind == "create"]
+        if not creations:
+            return ok
+        documents = [
+            {"_id": writes[i].relation.key, "relation_id": writes[i].relation.relation_id}
+            for i in creations
+        ]
+        try:
+            await self._claims.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            contested = [creations[position] for position in sorted(duplicate_indexes(exc))]
+            _, owners = await self.by_keys([writes[i].relation.key for i in contested])
+            for index in contested:
+                relation = writes[index].relation
+                ok[index] = owners.get(relation.key) == relation.relation_id
+        return ok
+
+    async def _release(self, deletes: Sequence[RelationWrite]) -> None:
+        if deletes:
+            await self._claims.bulk_write(
+                [
+                    DeleteOne({"_id": w.relation.key, "relation_id": w.relation.relation_id})
+                    for w in deletes
+                ],
+                ordered=False,
+            )
+
+    async def _landed(self, writes: Sequence[RelationWrite]) -> list[bool]:
+        """Deletions landed if the relation is gone; the rest if it carries their marker."""
+        present = await self.by_ids([write.relation.relation_id for write in writes])
+        landed = []
+        for write in writes:
+            relation = present.get(write.relation.relation_id)
+            if write.kind == "delete":
+                landed.append(relation is None)
+            else:
+                landed.append(relation is not None and write.marker in relation.markers)
+        return landed
+
+    async def forget_revisions_before(self, moment: datetime) -> None:
+        async with translated():
+            await self._revisions.forget_before(moment)
+
+    async def count(self, where: RelationFilter) -> int:
+        async with translated():
+            return await self._relations.count_documents(_query(where))
+
+    async def page(
+        self, where: RelationFilter, *, by_priority: bool, after: tuple[int, int] | None, limit: int
+    ) -> list[Relation]:
+        """Up to `limit` relations after the cursor: by relation id, or by priority descending
+        (ties by relation id), so every page continues exactly where the last one ended."""
+        query = _query(where)
+        if by_priority:
+            order = [("priority", -1), ("_id", 1)]
+            if after is not None:
+                priority, relation_id = after
+                query["$or"] = [
+                    {"priority": {"$lt": priority}},
+                    {"priority": priority, "_id": {"$gt": relation_id}},
+                ]
+        else:
+            order = [("_id", 1)]
+            if after is not None:
+                query["_id"] = {"$gt": after[1]}
+        async with translated():
+            docs = await self._relations.find(query).sort(order).limit(limit).to_list()
+        return [_relation(doc) for doc in docs]
+
+    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
+        """How many relations have the property, and the sum of its numeric values.
+
+        Two reads, each with a single accumulator: FerretDB 1.24 computes only the first
+        accumulator of a `$group` correctly and answers 0 for the others.
+        """
+        having = {**_query(where), f"props.{name}": {"$exists": True}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": having},
+            {"$group": {"_id": None, "sum": {"$sum": f"$props.{name}"}}},
+        ]
+        async with translated():
+            count = await self._relations.count_documents(having)
+            rows = await (await self._relations.aggregate(pipeline)).to_list() if count else []
+        return count, rows[0]["sum"] if rows else 0
+
+    async def top(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
+        """The relations with the highest values of a numeric property."""
+        query = {**_query(where), f"props.{name}": {"$exists": True}}
+        async with translated():
+            docs = (
+                await self._relations.find(query)
+                .sort([(f"props.{name}", -1), ("_id", 1)])
+                .limit(limit)
+                .to_list()
+            )
+        return [_relation(doc) for doc in docs]
+
+
+def _query(where: RelationFilter) -> dict[str, Any]:
+    query: dict[str, Any] = {"account_id": where.account_id}
+    if where.rel_id is not None:
+        query["rel_id"] = where.rel_id
+    if where.profile_id_a is not None:
+        query["profile_id_a"] = where.profile_id_a
+    if where.contact is not None:
+        query["$or"] = [{"profile_id_a": where.contact}, {"profile_id_b": where.contact}]
+    return query
+
+
+def _relation(doc: dict[str, Any]) -> Relation:
+    return Relation(
+        relation_id=int(doc["_id"]),
+        rel_id=doc["rel_id"],
+        account_id=doc["account_id"],
+        db_a=doc["db_a"],
+        db_b=doc["db_b"],
+        profile_id_a=doc["profile_id_a"],
+        profile_id_b=doc["profile_id_b"],
+        props=doc.get("props") or {},
+        relation_to_a=doc.get("relation_to_a"),
+        relation_to_b=doc.get("relation_to_b"),
+        priority=doc.get("priority", 50),
+        version=doc.get("_v", 0),
+        markers=doc.get("_applied") or {},
+    )
+
+
+def _operation(
+    write: RelationWrite, now: datetime
+) -> InsertOne[dict[str, Any]] | UpdateOne | DeleteOne:
+    """The MongoDB operation for one planned write. Property names were checked against the
+    relation type; the writer holds the relation's next version, so `_id` alone is filter
+    enough."""
+    relation = write.relation
+    if write.kind == "delete":
+        return DeleteOne({"_id": relation.relation_id})
+    values = {
+        "props": relation.props,
+        "relation_to_a": relation.relation_to_a,
+        "relation_to_b": relation.relation_to_b,
+        "priority": relation.priority,
+        "updated_at": now,
+    }
+    if write.kind == "create":
+        return InsertOne(
+            {
+                "_id": relation.relation_id,
+                "key": relation.key,
+                "rel_id": relation.rel_id,
+                "account_id": relation.account_id,
+                "db_a": relation.db_a,
+                "db_b": relation.db_b,
+                "profile_id_a": relation.profile_id_a,
+                "profile_id_b": relation.profile_id_b,
+                **values,
+                "_v": 1,
+                "_applied": {write.marker: write.marker_at_ms},
+                "created_at": now,
+            }
+        )
+    update: dict[str, Any] = {
+        "$set": {**values, f"_applied.{write.marker}": write.marker_at_ms},
+        "$inc": {"_v": 1},
+    }
+    if write.pruned_markers:
+        update["$unset"] = {f"_applied.{marker}": "" for marker in write.pruned_markers}
+    return UpdateOne({"_id": relation.relation_id}, update)

@@ -13,6 +13,7 @@ import aio_pika
 import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from tests.integration.services import ServiceUrls, service_urls
@@ -278,6 +279,16 @@ async def new_profile(
     result = await ask(client, settings, body)
     assert result["error"] == 0, result
     return str(result["profile_id"])
+
+
+async def seed_profile(mongo: Any, profile_id: str, db_id: int) -> str:
+    """A profile of account 1 with a chosen id, stored as the import path stores one (which
+    never lets a producer choose ids): for the documented example ids and for set-ups that
+    must not go through a worker."""
+    await mongo.profiles.insert_one(
+        {"_id": ObjectId(profile_id), "db_id": db_id, "account_id": 1, "fields": {}, "_v": 1}
+    )
+    return profile_id
 
 
 def worker_environment(settings: Settings, **overrides: Any) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bson import ObjectId
 
 from tests.integration.conftest import (
     OTHER_TOKEN,
@@ -16,6 +15,7 @@ from tests.integration.conftest import (
     ask_relation,
     first_message,
     new_profile,
+    seed_profile,
 )
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -28,13 +28,6 @@ SEED = {
     "6751b8f1c5e3db9bcb75befa": "879cebbb0e6b6723",
     "5c910f6bc484d023b1309bee": "54ec2d76ac22a964",
 }
-
-
-async def seed_profile(mongo: Any, profile_id: str, db_id: int) -> None:
-    """A profile with a chosen id, as the import path stores one (ids are never chosen there)."""
-    await mongo.profiles.insert_one(
-        {"_id": ObjectId(profile_id), "db_id": db_id, "account_id": 1, "fields": {}, "_v": 1}
-    )
 
 
 async def link(

@@ -16,7 +16,7 @@ services-stop:
 
 ## services + the worker processing the sample batch end to end, results printed
 demo: bootstrap services
-	env $(SERVICES_ENV) $(VENV)/profile-worker demo --catalog examples/catalog.yaml --commands examples/imports.jsonl
+	env $(SERVICES_ENV) $(VENV)/profile-worker demo
 
 lint:
 	$(VENV)/ruff check .

@@ -175,39 +175,53 @@ async def _publish(
     return list(replies)
 
 
+RESULT_COLUMNS = (
+    "message_id",
+    "error",
+    "error_text",
+    "profile_id",
+    "profile_xxh",
+    "created",
+    "action",
+    "relation_id",
+    "props",
+    "total_count",
+    "data",
+)
+
+
 def _print_results(replies: list[Any]) -> None:
+    """A table of the results, with the columns any of them has."""
+    columns = [c for c in RESULT_COLUMNS if any(reply.get(c) is not None for reply in replies)]
     table = Table(title="results")
-    for column in ("message_id", "error", "error_text", "profile_id", "profile_xxh", "created"):
-        table.add_column(column)
-    for reply in sorted(replies, key=lambda r: str(r.get("message_id"))):
-        table.add_row(
-            *(
-                str(reply.get(c, ""))
-                for c in (
-                    "message_id",
-                    "error",
-                    "error_text",
-                    "profile_id",
-                    "profile_xxh",
-                    "created",
-                )
-            )
-        )
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for reply in sorted(replies, key=lambda r: str(r.get("message_id") or r.correlation_id)):
+        table.add_row(*(_cell(reply.get(column)) for column in columns))
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 @app.command()
 def demo(
     catalog: Path = Path("examples/catalog.yaml"),
     commands: Path = Path("examples/imports.jsonl"),
+    relations: Path = Path("examples/relations.jsonl"),
+    queries: Path = Path("examples/queries.jsonl"),
 ) -> None:
-    """Everything at once: topology, catalog, a worker, a sample batch and its results."""
+    """Everything at once: topology, catalog, a worker, sample imports, relation commands and
+    queries, and their results."""
     settings = Settings(metrics_port=0)
     configure_logging("WARNING")
-    asyncio.run(_demo(settings, catalog, commands))
+    asyncio.run(_demo(settings, catalog, [commands, relations, queries]))
 
 
-async def _demo(settings: Settings, catalog: Path, commands: Path) -> None:
+async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
     from worker.runtime.app import Worker
     from worker.store.mongo import MongoStore
 
@@ -219,8 +233,14 @@ async def _demo(settings: Settings, catalog: Path, commands: Path) -> None:
     running = asyncio.create_task(worker.run(stopping))
     try:
         await asyncio.wait_for(worker.ready.wait(), 60)
-        console.print(f"worker consuming [bold]{settings.import_queue}[/bold]")
-        await _publish(settings, commands, settings.import_queue, True, 60.0)
+        queues = [
+            settings.import_queue,
+            settings.relations_queue,
+            settings.relations_query_queue,
+        ]
+        for path, queue in zip(batches, queues, strict=True):
+            console.print(f"[bold]{path}[/bold] → {queue}")
+            await _publish(settings, path, queue, True, 60.0)
     finally:
         stopping.set()
         await running

@@ -18,6 +18,7 @@ from pymongo.errors import BulkWriteError
 
 from worker.domain.ports import InboxEntry
 from worker.domain.profiles import FieldChanges, ProfileWrite
+from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 
 INBOX = "inbox"
@@ -66,8 +67,8 @@ class InboxRepository:
                 await self._inbox.insert_many(documents, ordered=False)
             except BulkWriteError as exc:
                 existing = [documents[index] for index in sorted(duplicate_indexes(exc))]
-                await self._inbox.bulk_write(
-                    [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing], ordered=False
+                await bulk_write_chunked(
+                    self._inbox, [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing]
                 )
 
     async def finish(self, dedup_ids: Sequence[str]) -> None:

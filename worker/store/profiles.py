@@ -20,6 +20,7 @@ from pymongo.errors import BulkWriteError
 
 from worker.domain.ports import WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
+from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.revisions import Revisions
 
@@ -95,8 +96,8 @@ class ProfileRepository:
             all_applied = all(eligible)
             if operations:
                 try:
-                    result = await self._profiles.bulk_write(operations, ordered=False)
-                    all_applied &= result.matched_count + result.inserted_count == len(operations)
+                    counts = await bulk_write_chunked(self._profiles, operations)
+                    all_applied &= counts.touched == len(operations)
                 except BulkWriteError as exc:
                     duplicate_indexes(exc)  # a creation that already happened: verified below
                     all_applied = False
@@ -170,7 +171,7 @@ class ProfileRepository:
             for key in write.releases
         ]
         if releases:
-            await self._claims.bulk_write(releases, ordered=False)
+            await bulk_write_chunked(self._claims, releases)
 
 
 def _profile(doc: dict[str, Any]) -> Profile:

@@ -20,6 +20,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from worker.domain.ports import RelationFilter, WriteStatus
 from worker.domain.relations import Relation, RelationWrite
+from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.revisions import Revisions
 
@@ -109,9 +110,8 @@ class RelationRepository:
             all_applied = all(eligible)
             if operations:
                 try:
-                    result = await self._relations.bulk_write(operations, ordered=False)
-                    done = result.matched_count + result.inserted_count + result.deleted_count
-                    all_applied &= done == len(operations)
+                    counts = await bulk_write_chunked(self._relations, operations)
+                    all_applied &= counts.touched == len(operations)
                 except BulkWriteError as exc:
                     duplicate_indexes(exc)  # a creation that already happened: verified below
                     all_applied = False
@@ -140,12 +140,12 @@ class RelationRepository:
 
     async def _release(self, deletes: Sequence[RelationWrite]) -> None:
         if deletes:
-            await self._claims.bulk_write(
+            await bulk_write_chunked(
+                self._claims,
                 [
                     DeleteOne({"_id": w.relation.key, "relation_id": w.relation.relation_id})
                     for w in deletes
                 ],
-                ordered=False,
             )
 
     async def _landed(self, writes: Sequence[RelationWrite]) -> list[bool]:

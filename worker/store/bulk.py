@@ -1,0 +1,68 @@
+"""Bulk writes in chunks small enough for every MongoDB-wire server.
+
+FerretDB 1.24 (SQLite) never answers an update command of 100 or more statements on existing
+documents, and leaves that database locked (measured; 99 statements take 0.6 s). Sending
+unordered chunks of BULK_CHUNK keeps one round trip per chunk and works on MongoDB alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+BULK_CHUNK = 64
+
+
+@dataclass
+class BulkCounts:
+    matched: int = 0
+    inserted: int = 0
+    deleted: int = 0
+    upserted: int = 0
+
+    @property
+    def touched(self) -> int:
+        """Operations that found (or made) their document."""
+        return self.matched + self.inserted + self.deleted + self.upserted
+
+
+async def bulk_write_chunked(
+    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any]
+) -> BulkCounts:
+    """Unordered bulk writes, chunk by chunk. Write errors of every chunk are gathered into
+    one BulkWriteError whose `index` values refer to `operations`, as one bulk would give."""
+    counts = BulkCounts()
+    errors: list[dict[str, Any]] = []
+    for start in range(0, len(operations), BULK_CHUNK):
+        chunk = list(operations[start : start + BULK_CHUNK])
+        details: Mapping[str, Any]
+        try:
+            result = await collection.bulk_write(chunk, ordered=False)
+            details = result.bulk_api_result
+        except BulkWriteError as exc:
+            details = exc.details
+            errors += [
+                {**error, "index": error["index"] + start} for error in details["writeErrors"]
+            ]
+            if details.get("writeConcernErrors"):
+                raise
+        counts.matched += details.get("nMatched", 0)
+        counts.inserted += details.get("nInserted", 0)
+        counts.deleted += details.get("nRemoved", 0)
+        counts.upserted += details.get("nUpserted", 0)
+    if errors:
+        raise BulkWriteError(
+            {
+                "writeErrors": errors,
+                "writeConcernErrors": [],
+                "nInserted": counts.inserted,
+                "nMatched": counts.matched,
+                "nRemoved": counts.deleted,
+                "nUpserted": counts.upserted,
+            }
+        )
+    return counts

@@ -78,19 +78,38 @@ def strengthen_commands(
     return bodies
 
 
+def relation_document(n: int, now: datetime) -> dict[str, Any]:
+    """A document shaped like the worker's relations (without its applied-command markers)."""
+    a, b = f"{n:024x}", f"{n + 1:024x}"
+    return {
+        "_id": n,
+        "key": f"{REL_ID}:{a}:{b}",
+        "rel_id": REL_ID,
+        "account_id": 1,
+        "db_a": DB_A,
+        "db_b": DB_B,
+        "profile_id_a": a,
+        "profile_id_b": b,
+        "props": {"visits": 0, "favourite": True},
+        "relation_to_a": None,
+        "relation_to_b": None,
+        "priority": 50,
+        "_v": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def raw_database(settings: Settings, relations: int, count: int) -> float:
     """Bulk `$set` updates by `_id` over `relations` relation-shaped documents, in the chunks
     the worker uses too (`worker.store.bulk`: FerretDB hangs on 100 updates in one command)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
     collection = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]["relations"]
+    now = datetime.now(UTC)
     for first in range(0, relations, 1000):
         await collection.insert_many(
-            [
-                {"_id": n, "rel_id": REL_ID, "account_id": 1, "props": {"visits": 0}, "_v": 0}
-                for n in range(first, min(first + 1000, relations))
-            ]
+            [relation_document(n, now) for n in range(first, min(first + 1000, relations))]
         )
-    now = datetime.now(UTC)
     started = time.perf_counter()
     for first in range(0, count, BATCH):
         await bulk_write_chunked(

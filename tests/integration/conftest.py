@@ -281,12 +281,12 @@ async def new_profile(
     return str(result["profile_id"])
 
 
-async def seed_profile(mongo: Any, profile_id: str, db_id: int) -> str:
+async def seed_profile(mongo: Any, profile_id: str, db_id: int, **fields: Any) -> str:
     """A profile of account 1 with a chosen id, stored as the import path stores one (which
     never lets a producer choose ids): for the documented example ids and for set-ups that
     must not go through a worker."""
     await mongo.profiles.insert_one(
-        {"_id": ObjectId(profile_id), "db_id": db_id, "account_id": 1, "fields": {}, "_v": 1}
+        {"_id": ObjectId(profile_id), "db_id": db_id, "account_id": 1, "fields": fields, "_v": 1}
     )
     return profile_id
 

@@ -137,6 +137,12 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         self, jobs: list[RelationJob], outcomes: list[Outcome | None]
     ) -> list[RelationJob]:
         """Run one round; return the jobs to try again in the next."""
+        addressed = [job.command.relation_id for job in jobs if job.command.relation_id]
+        known = await self._store.relations_by_ids(sorted(set(addressed)))
+        for job in jobs:
+            job.current = job.key = job.claimed_id = None
+            if job.command.relation_id is not None:
+                job.current = known.get(job.command.relation_id)
         ready = await self._guarded(jobs, outcomes, self._prepare)
         ready = await self._resolve(ready, outcomes)
         planned, deferred = await self._plan(ready, outcomes)
@@ -179,13 +185,11 @@ class RelationProcessor(CommandProcessor[RelationJob]):
     async def _prepare(self, job: RelationJob) -> None:
         """Catalog checks, the relation addressed by id, authorization and the weights."""
         command = job.command
-        job.current = job.key = job.claimed_id = None
         if await self._store.account(command.account_id) is None:
             raise NotFound(f"account {command.account_id} not found")
         rel_id = command.rel_id
         if command.relation_id is not None:
-            found = await self._store.relations_by_ids([command.relation_id])
-            relation = found.get(command.relation_id)
+            relation = job.current
             if relation is None or relation.account_id != command.account_id:
                 raise NotFound(f"relation {command.relation_id} not found")
             if rel_id is not None and rel_id != relation.rel_id:

@@ -14,7 +14,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-BULK_CHUNK = 64
+BULK_CHUNK = 32
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Bulk writes in chunks small enough for every MongoDB-wire server.
 
-FerretDB 1.24 (SQLite) never answers an update command of 100 or more statements on existing
-documents, and leaves that database locked (measured; 99 statements take 0.6 s). Sending
-unordered chunks of BULK_CHUNK keeps one round trip per chunk and works on MongoDB alike.
+FerretDB 1.24 never answers an update command of 100 or more statements on existing documents
+with its SQLite handler, and leaves that database locked (measured; 99 statements take 0.6 s);
+with its PostgreSQL handler the limit is its connection pool (50 by default). Unordered chunks
+of BULK_CHUNK keep one round trip per chunk and work on MongoDB alike.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ class RelationFilter:
     profile_id_a: str | None = None
     contact: str | None = None
     """A profile on either side."""
+    having: str | None = None
+    """A property the relations must have."""
 
 
 class RelationStore(Protocol):
@@ -108,8 +110,8 @@ class RelationStore(Protocol):
         self, where: RelationFilter, *, by_priority: bool, after: tuple[int, int] | None, limit: int
     ) -> list[Relation]: ...
 
-    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
-        """How many relations have the property, and the sum of its numeric values."""
+    async def property_sum(self, where: RelationFilter, name: str) -> int | float:
+        """The sum of a numeric property over the relations."""
         ...
 
     async def top_relations(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:

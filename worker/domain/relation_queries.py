@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from worker.contract.common import feedback_id_of, parse_json_object
@@ -146,11 +147,13 @@ class QueryProcessor:
     ) -> dict[str, Any]:
         props: dict[str, Any] = {}
         for prop in rtype.properties:
-            count, total = await self._store.property_totals(where, prop.name)
+            having = replace(where, having=prop.name)
+            count = await self._store.count_relations(having)
             if prop.type == "bool":
                 props[prop.name] = {"total": count, "sum": None, "top": None}
                 continue
-            top = await self._store.top_relations(where, prop.name, top_n)
+            total = await self._store.property_sum(having, prop.name) if count else 0
+            top = await self._store.top_relations(having, prop.name, top_n) if count else []
             props[prop.name] = {
                 "total": count,
                 "sum": total,

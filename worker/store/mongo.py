@@ -139,8 +139,8 @@ class MongoStore:
     ) -> list[Relation]:
         return await self._relations.page(where, by_priority=by_priority, after=after, limit=limit)
 
-    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
-        return await self._relations.property_totals(where, name)
+    async def property_sum(self, where: RelationFilter, name: str) -> int | float:
+        return await self._relations.property_sum(where, name)
 
     async def top_relations(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
         return await self._relations.top(where, name, limit)

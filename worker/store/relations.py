@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,25 +191,20 @@ class RelationRepository:
             docs = await self._relations.find(query).sort(order).limit(limit).to_list()
         return [_relation(doc) for doc in docs]
 
-    async def property_totals(self, where: RelationFilter, name: str) -> tuple[int, int | float]:
-        """How many relations have the property, and the sum of its numeric values.
-
-        Two reads, each with a single accumulator: FerretDB 1.24 computes only the first
-        accumulator of a `$group` correctly and answers 0 for the others.
-        """
-        having = {**_query(where), f"props.{name}": {"$exists": True}}
+    async def property_sum(self, where: RelationFilter, name: str) -> int | float:
+        """The sum of a numeric property, by a `$group` with that one accumulator: FerretDB
+        1.24 computes only the first accumulator of a `$group` and answers 0 for the others."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": having},
+            {"$match": _query(where)},
             {"$group": {"_id": None, "sum": {"$sum": f"$props.{name}"}}},
         ]
         async with translated():
-            count = await self._relations.count_documents(having)
-            rows = await (await self._relations.aggregate(pipeline)).to_list() if count else []
-        return count, rows[0]["sum"] if rows else 0
+            rows = await (await self._relations.aggregate(pipeline)).to_list()
+        return rows[0]["sum"] if rows else 0
 
     async def top(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
         """The relations with the highest values of a numeric property."""
-        query = {**_query(where), f"props.{name}": {"$exists": True}}
+        query = _query(replace(where, having=name))
         async with translated():
             docs = (
                 await self._relations.find(query)
@@ -227,6 +223,8 @@ def _query(where: RelationFilter) -> dict[str, Any]:
         query["profile_id_a"] = where.profile_id_a
     if where.contact is not None:
         query["$or"] = [{"profile_id_a": where.contact}, {"profile_id_b": where.contact}]
+    if where.having is not None:
+        query[f"props.{where.having}"] = {"$exists": True}
     return query
 
 

@@ -125,7 +125,7 @@ class QueryProcessor:
     async def _page(
         self, where: RelationFilter, query: RelationQuery, *, by_priority: bool
     ) -> dict[str, Any]:
-        after = _cursor(query.cursor, by_priority)
+        after = cursor_position(query.cursor, by_priority)
         page, total = await asyncio.gather(
             self._store.relation_page(
                 where, by_priority=by_priority, after=after, limit=query.limit + 1
@@ -185,7 +185,7 @@ def item(relation: Relation) -> dict[str, Any]:
     }
 
 
-def _cursor(cursor: str | None, by_priority: bool) -> tuple[int, int] | None:
+def cursor_position(cursor: str | None, by_priority: bool) -> tuple[int, int] | None:
     """The position a cursor names: (priority, relation id), or relation id alone."""
     if cursor is None:
         return None

@@ -30,7 +30,7 @@ import orjson
 from bson import ObjectId
 from pymongo import AsyncMongoClient, UpdateOne
 
-from bench.run import BATCH, TOKEN, peak_rss_mib, raw_broker
+from bench.run import BATCH, TOKEN, bench_settings, delete_topology, peak_rss_mib, raw_broker
 from worker.cli import load_catalog
 from worker.domain.ports import RelationFilter
 from worker.runtime.client import CommandClient
@@ -203,17 +203,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def main(commands: int, a_count: int, b_count: int, queries: int) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        mongodb_database=f"bench_{suffix}",
-        relations_queue=f"bench_relations.{suffix}",
-        relations_result_queue=f"bench_relations_result.{suffix}",
-        relations_query_queue=f"bench_relations_query.{suffix}",
-        import_queue=f"bench_import.{suffix}",
-        import_result_queue=f"bench_import_result.{suffix}",
-        metrics_port=0,
-        log_level="WARNING",
-    )
+    settings = bench_settings()
     store = MongoStore.from_settings(settings)
     await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
     a_ids = await seed_profiles(store, settings, a_count, DB_A)
@@ -252,6 +242,7 @@ async def main(commands: int, a_count: int, b_count: int, queries: int) -> None:
     print(f"worker peak RSS     {rss:8.1f} MiB")
     await store.drop(settings.mongodb_database)
     await store.close()
+    await delete_topology(settings)
 
 
 if __name__ == "__main__":

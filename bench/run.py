@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient, UpdateOne
 
 from worker.cli import load_catalog
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import declare
+from worker.runtime.topology import declare, routes
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -139,6 +139,19 @@ async def raw_database(settings: Settings, count: int) -> float:
     return rate
 
 
+async def delete_topology(settings: Settings) -> None:
+    """Remove the run's queues and exchanges, so repeated runs leave nothing behind."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for route in routes(settings):
+            names = [route.queue, route.dead_queue, route.result_queue]
+            names += [route.retry_queue(n) for n in range(1, settings.retry_max_attempts + 1)]
+            for name in filter(None, names):
+                await channel.queue_delete(name)
+        await channel.exchange_delete(settings.events_exchange)
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -182,18 +195,28 @@ async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, floa
     return (count - 1) / elapsed, rss
 
 
-async def main(count: int) -> None:
+def bench_settings() -> Settings:
+    """Settings with a database, queues and an events exchange of the run's own."""
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
+    return Settings(
         mongodb_database=f"bench_{suffix}",
         import_queue=f"bench_import.{suffix}",
         import_result_queue=f"bench_import_result.{suffix}",
+        relations_queue=f"bench_relations.{suffix}",
+        relations_result_queue=f"bench_relations_result.{suffix}",
+        relations_query_queue=f"bench_relations_query.{suffix}",
+        events_exchange=f"bench_events.{suffix}",
         metrics_port=0,
         log_level="WARNING",
     )
+
+
+async def main(count: int) -> None:
+    settings = bench_settings()
     broker = await raw_broker(settings, count)
     database = await raw_database(settings, count)
     worker, rss = await worker_end_to_end(settings, count)
+    await delete_topology(settings)
     lower = min(broker, database)
     print(f"messages            {count}")
     print(f"raw broker          {broker:8.0f} msg/s  (consume + grouped ack + confirmed publish)")

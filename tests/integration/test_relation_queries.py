@@ -234,3 +234,15 @@ async def test_a_query_without_reply_to_is_dead_lettered_and_the_worker_goes_on(
     assert "reply_to" in str(copy.headers["x-dead-letter-reason"])
     answer = await ask_query(client, settings, query("get", rel_id=500, profile_id=a))
     assert (answer["error"], answer["total_count"]) == (0, 0)
+
+
+async def test_a_bound_broker_user_may_query_without_a_token(
+    client: CommandClient, settings: Settings
+) -> None:
+    a = await new_profile(client, settings, "bound@example.com")
+    body = {"method": "get", "account_id": 1, "rel_id": 500, "profile_id": a}
+    await client.send(settings.relations_query_queue, body, user_id="guest")
+    answer = await client.reply()
+    assert (answer["error"], answer["total_count"]) == (0, 0)
+    await client.send(settings.relations_query_queue, body)
+    assert (await client.reply())["error"] == 401

@@ -53,7 +53,7 @@ class QueryProcessor:
             feedback_id = feedback_id_of(raw)
             query = decode_query(raw)
             async with self._slots:
-                answer = await self._answer(query)
+                answer = await self._answer(query, envelope.user_id)
             return Outcome(result=_answer(envelope, feedback_id=feedback_id, **answer))
         except Refusal as refusal:
             return Outcome(
@@ -62,30 +62,33 @@ class QueryProcessor:
                 )
             )
 
-    async def _answer(self, query: RelationQuery) -> dict[str, Any]:
+    async def _answer(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
+        """The answer's fields; `user` is the broker user the broker vouched for, if any."""
         if await self._store.account(query.account_id) is None:
             raise NotFound(f"account {query.account_id} not found")
         if query.method == "single":
-            return await self._single(query)
+            return await self._single(query, user)
         if query.method == "list":
-            return await self._list(query)
-        rtype = await self._relation_type(query, query.rel_id)
+            return await self._list(query, user)
+        rtype = await self._relation_type(query, query.rel_id, user)
         profile_id = await self._profile_a(query, rtype)
         where = RelationFilter(query.account_id, rel_id=rtype.rel_id, profile_id_a=profile_id)
         if query.method == "get":
             return await self._page(where, query, by_priority=False)
         return {"data": await self._counter(where, rtype, profile_id, query.top_n)}
 
-    async def _relation_type(self, query: RelationQuery, rel_id: int | None) -> RelationType:
+    async def _relation_type(
+        self, query: RelationQuery, rel_id: int | None, user: str | None
+    ) -> RelationType:
         types = await self._store.relation_types(query.account_id)
         rtype = next((t for t in types if t.rel_id == rel_id), None)
         if rtype is None:
             raise NotFound(f"relation type {rel_id} not found in account {query.account_id}")
-        await self._may_read(query, [rtype.db_a, rtype.db_b])
+        await self._may_read(query, [rtype.db_a, rtype.db_b], user)
         return rtype
 
-    async def _may_read(self, query: RelationQuery, db_ids: list[int]) -> None:
-        await authorize(Access(query.account_id, db_ids, "read", query.token, None), self._store)
+    async def _may_read(self, query: RelationQuery, db_ids: list[int], user: str | None) -> None:
+        await authorize(Access(query.account_id, db_ids, "read", query.token, user), self._store)
 
     async def _profile_a(self, query: RelationQuery, rtype: RelationType) -> str:
         """The A profile the query's top-level matching keys name (by default `profile_id`)."""
@@ -99,24 +102,26 @@ class QueryProcessor:
         lookup = await look_up(self._store, [request])
         return existing_profile(request, lookup.found[0], database.field_specs, lookup).profile_id
 
-    async def _single(self, query: RelationQuery) -> dict[str, Any]:
+    async def _single(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
         assert query.relation_id is not None
         found = await self._store.relations_by_ids([query.relation_id])
         relation = found.get(query.relation_id)
         if relation is None or relation.account_id != query.account_id:
             raise NotFound(f"relation {query.relation_id} not found")
-        await self._may_read(query, [relation.db_a, relation.db_b])
+        await self._may_read(query, [relation.db_a, relation.db_b], user)
         return {"data": item(relation)}
 
-    async def _list(self, query: RelationQuery) -> dict[str, Any]:
+    async def _list(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
         """Every relation touching the contact, on either side; a token must be able to read
         the databases of the relation types it may span."""
         contact = check_profile_id(query.contact or "", "contact")
         if query.rel_id is not None:
-            await self._relation_type(query, query.rel_id)
+            await self._relation_type(query, query.rel_id, user)
         else:
             types = await self._store.relation_types(query.account_id)
-            await self._may_read(query, sorted({db for t in types for db in (t.db_a, t.db_b)}))
+            await self._may_read(
+                query, sorted({db for t in types for db in (t.db_a, t.db_b)}), user
+            )
         if await self._store.profile_account(contact) != query.account_id:
             raise NotFound(f"profile {contact} not found")
         where = RelationFilter(query.account_id, rel_id=query.rel_id, contact=contact)

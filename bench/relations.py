@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -25,16 +24,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import orjson
 from bson import ObjectId
 from pymongo import AsyncMongoClient, UpdateOne
 
-from bench.run import BATCH, TOKEN, bench_settings, delete_topology, peak_rss_mib, raw_broker
+from bench.run import (
+    BATCH,
+    TOKEN,
+    bench_settings,
+    delete_topology,
+    drain_with_worker,
+    peak_rss_mib,
+    raw_broker,
+)
 from worker.cli import load_catalog
 from worker.domain.ports import RelationFilter
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.bulk import bulk_write_chunked
 from worker.store.mongo import MongoStore
@@ -129,35 +133,6 @@ async def raw_database(settings: Settings, relations: int, count: int) -> float:
     return rate
 
 
-async def worker_strengthen(
-    settings: Settings, bodies: list[tuple[str | None, dict[str, Any]]]
-) -> tuple[float, float, asyncio.subprocess.Process]:
-    """Drain the commands with one worker process; leaves it running for the queries."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    channel = await connection.channel()
-    await declare(channel, settings)
-    async with CommandClient(settings.amqp_url) as client:
-        await client.send_many(settings.relations_queue, bodies, reply=False)
-    env = {**os.environ, **settings.as_environment()}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run", env=env)
-    results = await channel.get_queue(settings.relations_result_queue)
-    received, errors, first_at = 0, 0, 0.0
-    async with results.iterator() as stream:
-        async for message in stream:
-            await message.ack()
-            received += 1
-            errors += orjson.loads(message.body)["error"] != 0
-            if received == 1:
-                first_at = time.perf_counter()
-            if received == len(bodies):
-                break
-    elapsed = time.perf_counter() - first_at
-    await connection.close()
-    if errors:
-        raise SystemExit(f"{errors} commands failed")
-    return (len(bodies) - 1) / elapsed, peak_rss_mib(process.pid), process
-
-
 async def query_latencies(settings: Settings, a_ids: list[str], count: int) -> list[float]:
     latencies = []
     async with CommandClient(settings.amqp_url) as client:
@@ -213,15 +188,18 @@ async def main(commands: int, a_count: int, b_count: int, queries: int) -> None:
     progress(f"raw broker {broker:.0f} msg/s")
     database = await raw_database(settings, relations, commands)
     progress(f"raw database {database:.0f} doc/s")
-    rate, rss, process = await worker_strengthen(
-        settings, strengthen_commands(commands, a_ids, b_ids)
+    rate, process = await drain_with_worker(
+        settings,
+        settings.relations_queue,
+        settings.relations_result_queue,
+        strengthen_commands(commands, a_ids, b_ids),
     )
     progress(f"worker {rate:.0f} cmd/s")
     try:
         rpc = await query_latencies(settings, a_ids, queries)
         progress("queries done")
         raw = await store_latencies(store, a_ids, min(queries, 200))
-        rss = max(rss, peak_rss_mib(process.pid))
+        rss = peak_rss_mib(process.pid)
     finally:
         process.terminate()
         await process.wait()

@@ -152,6 +152,43 @@ async def delete_topology(settings: Settings) -> None:
         await channel.exchange_delete(settings.events_exchange)
 
 
+async def drain_with_worker(
+    settings: Settings,
+    queue: str,
+    result_queue: str,
+    bodies: list[tuple[str | None, dict[str, Any]]],
+) -> tuple[float, asyncio.subprocess.Process]:
+    """Queue the commands, start one `profile-worker run` process and count its results.
+
+    The rate counts from the first result to the last; every command must succeed. The
+    process is left running (callers may measure it further) and returned.
+    """
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    await declare(channel, settings)
+    async with CommandClient(settings.amqp_url) as client:
+        await client.send_many(queue, bodies, reply=False)
+    env = {**os.environ, **settings.as_environment()}
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run", env=env)
+    results = await channel.get_queue(result_queue)
+    received, errors, first_at = 0, 0, 0.0
+    async with results.iterator() as stream:
+        async for message in stream:
+            await message.ack()
+            received += 1
+            errors += orjson.loads(message.body)["error"] != 0
+            if received == 1:
+                first_at = time.perf_counter()
+            if received == len(bodies):
+                break
+    elapsed = time.perf_counter() - first_at
+    await connection.close()
+    if errors:
+        process.terminate()
+        raise SystemExit(f"{errors} commands failed")
+    return (len(bodies) - 1) / elapsed, process
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -163,36 +200,15 @@ def peak_rss_mib(pid: int) -> float:
 async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, float]:
     store = MongoStore.from_settings(settings)
     await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
-    connection = await aio_pika.connect(settings.amqp_url)
-    channel = await connection.channel()
-    await declare(channel, settings)
-    async with CommandClient(settings.amqp_url) as client:
-        await client.send_many(settings.import_queue, commands(count), reply=False)
-    env = {**os.environ, **settings.as_environment()}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run", env=env)
-    results = await channel.get_queue(settings.import_result_queue)
-    received, errors, first_at = 0, 0, 0.0
-    async with results.iterator() as stream:
-        async for message in stream:
-            await message.ack()
-            received += 1
-            errors += orjson.loads(message.body)["error"] != 0
-            if received == 1:
-                first_at = time.perf_counter()
-            if received == count:
-                break
-    elapsed = time.perf_counter() - first_at
+    rate, process = await drain_with_worker(
+        settings, settings.import_queue, settings.import_result_queue, commands(count)
+    )
     rss = peak_rss_mib(process.pid)
     process.terminate()
     await process.wait()
-    for name in (settings.import_queue, settings.import_result_queue):
-        await (await channel.get_queue(name)).purge()
-    await connection.close()
     await store.drop(settings.mongodb_database)
     await store.close()
-    if errors:
-        raise SystemExit(f"{errors} commands failed")
-    return (count - 1) / elapsed, rss
+    return rate, rss
 
 
 def bench_settings() -> Settings:

@@ -7,38 +7,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from worker.contract.common import CommandModel, Id, ResultModel, describe_validation_error
+from worker.contract.matching import MATCHING_MODES, MatchingKeys, MatchingMode
 from worker.errors import InvalidCommand
 
-MatchingMode = Literal[
-    "email",
-    "email_profile",
-    "email_sub",
-    "phone",
-    "phone_sub",
-    "email_phone",
-    "email_phone_sub",
-    "profile_id",
-    "custom",
-    "push_sub",
-]
-MATCHING_MODES: frozenset[str] = frozenset(MatchingMode.__args__)  # type: ignore[attr-defined]
 
-
-class ImportCommand(CommandModel):
+class ImportCommand(MatchingKeys):
     """One `database_import` command in its canonical (`data`) form."""
 
     account_id: Id
     db_id: Id
     data: dict[str, Any]
-    matching: MatchingMode = "email"
-    email: StrictStr | None = None
-    phone: StrictStr | None = None
-    profile_id: StrictStr | None = None
-    field_name: StrictStr | None = None
-    field_value: Any = None
-    provider: StrictStr | None = None
-    subscription_id: StrictStr | None = None
-    resource_id: Id | None = None
+    matching: MatchingMode = "email"  # the other matching keys come from MatchingKeys
     update_only: StrictBool = False
     skip_triggers: StrictBool = False
     trigger_id: Id | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictStr, ValidationError, model_validator
 
 from worker.contract.common import Id, ResultModel, describe_validation_error
-from worker.contract.relations import MatchingKeys
+from worker.contract.matching import MatchingKeys
 from worker.errors import InvalidCommand
 
 Method = Literal["get", "get_counter", "list", "single"]

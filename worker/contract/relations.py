@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from worker.contract.common import CommandModel, Id, ResultModel, describe_validation_error
-from worker.contract.imports import MatchingMode
+from worker.contract.matching import MatchingKeys
 from worker.errors import InvalidCommand
 
 Action = Literal["attach", "detach", "strengthen", "edit"]
@@ -24,27 +24,6 @@ Weight = StrictBool | Number
 """A property value: a number (int64 or float) or a bool, as the relation type declares."""
 Label = Annotated[StrictStr, Field(max_length=256)]
 Priority = Annotated[StrictInt, Field(ge=0, le=100)]
-
-
-class MatchingKeys(CommandModel):
-    """The matching keys of SPEC §4.2 for one profile; the database comes from elsewhere."""
-
-    matching: MatchingMode | None = None
-    email: StrictStr | None = None
-    phone: StrictStr | None = None
-    profile_id: StrictStr | None = None
-    field_name: StrictStr | None = None
-    field_value: Any = None
-    provider: StrictStr | None = None
-    subscription_id: StrictStr | None = None
-    resource_id: Id | None = None
-
-    @property
-    def mode(self) -> str:
-        """The mode asked for; a bare `profile_id` means `profile_id` matching."""
-        if self.matching is not None:
-            return self.matching
-        return "profile_id" if self.profile_id is not None else "email"
 
 
 class RelationCommand(CommandModel):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from worker.contract.common import feedback_id_of, parse_json_object
-from worker.contract.imports import ImportResult, decode_import
+from worker.contract.imports import ImportCommand, ImportResult, decode_import
 from worker.domain.auth import Access, authorize
 from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope, Outcome
@@ -21,7 +20,7 @@ from worker.domain.import_plan import ImportJob, PlannedImport, plan_import
 from worker.domain.markers import marker_of
 from worker.domain.matching import candidates, match_spec, order_key
 from worker.domain.ports import InboxEntry, Store
-from worker.domain.processing import CommandProcessor, Invalid
+from worker.domain.processing import CommandProcessor
 from worker.domain.profile_lookup import LookupRequest, look_up
 from worker.domain.profiles import Profile, unique_key
 from worker.domain.subscriptions import parse_subscriptions
@@ -36,12 +35,7 @@ class ImportProcessor(CommandProcessor[ImportJob]):
     def _job(
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
     ) -> ImportJob:
-        raw = parse_json_object(envelope.body, self._max_message_bytes)
-        try:
-            command = decode_import(raw)
-            key = order_key(command)
-        except InvalidCommand as refusal:
-            raise Invalid(refusal.text, feedback_id_of(raw)) from None
+        command, key = self._decoded(envelope, _keyed_import)
         job = ImportJob(
             index=index,
             envelope=envelope,
@@ -197,6 +191,11 @@ class ImportProcessor(CommandProcessor[ImportJob]):
             message_id=envelope.message_id,
             correlation_id=envelope.correlation_id,
         ).model_dump(mode="json")
+
+
+def _keyed_import(raw: dict[str, Any]) -> tuple[ImportCommand, str]:
+    command = decode_import(raw)
+    return command, order_key(command)
 
 
 def _resolve(

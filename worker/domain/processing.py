@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from worker.contract.common import feedback_id_of, parse_json_object
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.ports import Inbox, InboxEntry, Store
 from worker.errors import InvalidCommand, Refusal
@@ -32,6 +33,7 @@ class Keyed(Protocol):
 
 
 K = TypeVar("K", bound=Keyed)
+C = TypeVar("C")
 
 
 def one_per_key(jobs: Sequence[K]) -> tuple[list[K], list[K]]:
@@ -113,6 +115,15 @@ class CommandProcessor(ABC, Generic[K]):
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
     ) -> K:
         """Parse and validate one command; raise Invalid (or InvalidCommand if unparsable)."""
+
+    def _decoded(self, envelope: Envelope, decode: Callable[[dict[str, Any]], C]) -> C:
+        """The body decoded by `decode`: InvalidCommand if it is not a JSON object (to be
+        dead-lettered), Invalid, echoing its `feedback_id`, if it does not validate."""
+        raw = parse_json_object(envelope.body, self._max_message_bytes)
+        try:
+            return decode(raw)
+        except InvalidCommand as refusal:
+            raise Invalid(refusal.text, feedback_id_of(raw)) from None
 
     async def _resume(self, jobs: list[K], outcomes: list[Outcome | None]) -> list[K]:
         """Finish what a crash interrupted before the rounds start; by default nothing."""

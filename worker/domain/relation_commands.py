@@ -11,14 +11,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.contract.common import feedback_id_of, parse_json_object
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
 from worker.domain.auth import Access, authorize
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.markers import marker_of
 from worker.domain.matching import match_spec, order_key
 from worker.domain.ports import InboxEntry
-from worker.domain.processing import CommandProcessor, Invalid
+from worker.domain.processing import CommandProcessor
 from worker.domain.profile_lookup import LookupRequest, existing_profile, look_up
 from worker.domain.relation_plan import PlannedRelation, RelationJob, Side, plan_relation
 from worker.domain.relations import (
@@ -27,7 +26,7 @@ from worker.domain.relations import (
     refuse_if_inapplicable,
     relation_key,
 )
-from worker.errors import InvalidCommand, NotFound, Refusal
+from worker.errors import NotFound, Refusal
 
 
 class RelationProcessor(CommandProcessor[RelationJob]):
@@ -38,12 +37,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
     def _job(
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
     ) -> RelationJob:
-        raw = parse_json_object(envelope.body, self._max_message_bytes)
-        try:
-            command = decode_relation(raw)
-            key = _order_key(command)
-        except InvalidCommand as refusal:
-            raise Invalid(refusal.text, feedback_id_of(raw)) from None
+        command, key = self._decoded(envelope, _keyed_relation)
         return RelationJob(
             index=index,
             envelope=envelope,
@@ -259,6 +253,11 @@ class RelationProcessor(CommandProcessor[RelationJob]):
 
 def _decided_id(entry: InboxEntry) -> int:
     return int(entry.result["relation_id"])
+
+
+def _keyed_relation(raw: dict[str, Any]) -> tuple[RelationCommand, str]:
+    command = decode_relation(raw)
+    return command, _order_key(command)
 
 
 def _order_key(command: RelationCommand) -> str:

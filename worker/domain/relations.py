@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from worker.contract.relations import MatchingKeys, RelationCommand
+from worker.contract.matching import MatchingKeys
+from worker.contract.relations import RelationCommand
 from worker.domain.catalog import RelationType
 from worker.errors import Ambiguous, InvalidCommand, NotFound
 

@@ -31,6 +31,7 @@ class ImportProcessor(CommandProcessor[ImportJob]):
     """Turns a batch of import envelopes into one outcome each, in order."""
 
     dedup_prefix = "import"
+    result_model = ImportResult
 
     def _job(
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
@@ -180,17 +181,6 @@ class ImportProcessor(CommandProcessor[ImportJob]):
         for job, found in zip(jobs, lookup.found, strict=True):
             job.found = found
         return lookup.owners, lookup.profiles
-
-    def _result_for(
-        self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
-    ) -> dict[str, Any]:
-        return ImportResult(
-            error=code,
-            error_text=text,
-            feedback_id=feedback_id,
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
-        ).model_dump(mode="json")
 
 
 def _keyed_import(raw: dict[str, Any]) -> tuple[ImportCommand, str]:

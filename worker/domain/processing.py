@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from worker.contract.common import feedback_id_of, parse_json_object
+from worker.contract.common import ResultModel, feedback_id_of, parse_json_object
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.ports import Inbox, InboxEntry, Store
 from worker.errors import InvalidCommand, Refusal
@@ -74,6 +74,7 @@ class CommandProcessor(ABC, Generic[K]):
     """
 
     dedup_prefix: str
+    result_model: type[ResultModel]
 
     def __init__(self, store: Store, clock: Clock, max_message_bytes: int) -> None:
         self._store = store
@@ -133,11 +134,17 @@ class CommandProcessor(ABC, Generic[K]):
     async def _round(self, jobs: list[K], outcomes: list[Outcome | None]) -> list[K]:
         """Run one round (one job per order key); return the jobs to try in the next."""
 
-    @abstractmethod
     def _result_for(
         self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
     ) -> dict[str, Any]:
         """A result without an effect: a refusal or a failure."""
+        return self.result_model(
+            error=code,
+            error_text=text,
+            feedback_id=feedback_id,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+        ).model_dump(mode="json")
 
     async def _run(self, jobs: list[K], outcomes: list[Outcome | None]) -> None:
         for _ in range(MAX_ROUNDS):

@@ -33,6 +33,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
     """Turns a batch of relation envelopes into one outcome each, in order."""
 
     dedup_prefix = "relation"
+    result_model = RelationResult
 
     def _job(
         self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
@@ -238,17 +239,6 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 new_id = job.claimed_id if job.claimed_id is not None else next(fresh)
             planned.append((job, plan_relation(job, new_id, now)))
         return planned, deferred
-
-    def _result_for(
-        self, envelope: Envelope, code: int, text: str, feedback_id: str | None = None
-    ) -> dict[str, Any]:
-        return RelationResult(
-            error=code,
-            error_text=text,
-            feedback_id=feedback_id,
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
-        ).model_dump(mode="json")
 
 
 def _decided_id(entry: InboxEntry) -> int:

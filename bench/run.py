@@ -145,9 +145,7 @@ async def delete_topology(settings: Settings) -> None:
     async with connection:
         channel = await connection.channel()
         for route in routes(settings):
-            names = [route.queue, route.dead_queue, route.result_queue]
-            names += [route.retry_queue(n) for n in range(1, settings.retry_max_attempts + 1)]
-            for name in filter(None, names):
+            for name in route.queue_names(settings.retry_max_attempts):
                 await channel.queue_delete(name)
         await channel.exchange_delete(settings.events_exchange)
 

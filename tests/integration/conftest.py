@@ -155,9 +155,7 @@ async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChann
     yield channel
     cleanup = await connection.channel()
     for route in routes(settings):
-        names = [route.queue, route.dead_queue, route.result_queue or ""]
-        names += [route.retry_queue(n) for n in range(1, settings.retry_max_attempts + 1)]
-        for name in filter(None, names):
+        for name in route.queue_names(settings.retry_max_attempts):
             with contextlib.suppress(Exception):
                 await cleanup.queue_delete(name)
     for exchange in (settings.events_exchange, settings.dead_letter_exchange):

@@ -18,6 +18,11 @@ class Route:
     queue: str
     result_queue: str | None
 
+    def queue_names(self, retry_attempts: int) -> list[str]:
+        """Every queue of the route: itself, its retries, its dead letters, its results."""
+        names = [self.queue, *(self.retry_queue(n) for n in range(1, retry_attempts + 1))]
+        return [*names, self.dead_queue, *([self.result_queue] if self.result_queue else [])]
+
     def retry_queue(self, attempt: int) -> str:
         return f"{self.queue}.retry.{attempt}"
 

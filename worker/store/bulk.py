@@ -15,6 +15,8 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from worker.store.errors import duplicate_indexes
+
 BULK_CHUNK = 32
 
 
@@ -67,3 +69,21 @@ async def bulk_write_chunked(
             }
         )
     return counts
+
+
+async def all_touched(
+    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any]
+) -> bool:
+    """Write the operations; whether each one found or made its document.
+
+    False also when an insert met a duplicate `_id` (a creation that already happened): the
+    caller then reads back which writes landed.
+    """
+    if not operations:
+        return True
+    try:
+        counts = await bulk_write_chunked(collection, operations)
+    except BulkWriteError as exc:
+        duplicate_indexes(exc)  # re-raises anything but duplicates
+        return False
+    return counts.touched == len(operations)

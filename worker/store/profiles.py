@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError
 
 from worker.domain.ports import WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
-from worker.store.bulk import bulk_write_chunked
+from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.revisions import Revisions
 
@@ -93,14 +93,7 @@ class ProfileRepository:
             operations = [
                 _operation(write, now) for write, ok in zip(writes, eligible, strict=True) if ok
             ]
-            all_applied = all(eligible)
-            if operations:
-                try:
-                    counts = await bulk_write_chunked(self._profiles, operations)
-                    all_applied &= counts.touched == len(operations)
-                except BulkWriteError as exc:
-                    duplicate_indexes(exc)  # a creation that already happened: verified below
-                    all_applied = False
+            all_applied = await all_touched(self._profiles, operations) and all(eligible)
             # When every operation matched or inserted, every marker is known to have landed
             # without reading the profiles back.
             landed = [True] * len(writes) if all_applied else await self._landed(writes)

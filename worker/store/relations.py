@@ -21,7 +21,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from worker.domain.ports import RelationFilter, WriteStatus
 from worker.domain.relations import Relation, RelationWrite
-from worker.store.bulk import bulk_write_chunked
+from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.revisions import Revisions
 
@@ -108,14 +108,7 @@ class RelationRepository:
             ]
             await self._release(deletes)
             operations = [_operation(w, now) for w, ok in zip(writes, eligible, strict=True) if ok]
-            all_applied = all(eligible)
-            if operations:
-                try:
-                    counts = await bulk_write_chunked(self._relations, operations)
-                    all_applied &= counts.touched == len(operations)
-                except BulkWriteError as exc:
-                    duplicate_indexes(exc)  # a creation that already happened: verified below
-                    all_applied = False
+            all_applied = await all_touched(self._relations, operations) and all(eligible)
             landed = [True] * len(writes) if all_applied else await self._landed(writes)
         return ["applied" if ok else "conflict" for ok in landed]
 

@@ -145,3 +145,36 @@ async def test_two_processes_creating_relations_never_share_an_id(
     ids = {reply["relation_id"] for reply in replies}
     assert len(ids) == len(bodies)
     assert await mongo.relations.count_documents({}) == len(bodies)
+
+
+@pytest.mark.parametrize("write_first", [True, False], ids=["after write", "before write"])
+async def test_worker_killed_around_a_detach_detaches_once(
+    client: CommandClient,
+    settings: Settings,
+    mongo: Any,
+    start_worker: StartWorker,
+    write_first: bool,
+) -> None:
+    a = await seed_profile(mongo, "a5a5a5a5a5a5a5a5a5a5a5a5", 10)
+    b = await seed_profile(mongo, "b5b5b5b5b5b5b5b5b5b5b5b5", 11)
+    crashing = CrashAround.from_settings(settings)
+    crashing.reached, crashing.write_first = asyncio.Event(), write_first
+    _, _, doomed = await start_worker(with_store=crashing)
+    attached = await ask_relation(client, settings, strengthen(a, b, 1))
+    crashing.armed = True
+    detach = {key: value for key, value in strengthen(a, b).items() if key != "weights"}
+    await client.send(settings.relations_queue, {**detach, "action": "detach"}, message_id=new_id())
+    await asyncio.wait_for(crashing.reached.wait(), 20)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert await mongo.relations.count_documents({}) == (0 if write_first else 1)
+
+    await start_worker()
+    result = await client.reply(timeout=30)
+    assert (result["error"], result["relation_id"]) == (0, attached["relation_id"])
+    assert await mongo.relations.count_documents({}) == 0
+    assert await mongo.relation_keys.count_documents({}) == 0
+    again = await ask_relation(client, settings, strengthen(a, b, 3))
+    assert (again["created"], again["props"]) == (True, {"weight": 3})
+    await crashing.close()

@@ -77,6 +77,31 @@ class CrashAround(MongoStore):
         return statuses
 
 
+async def crash_during(
+    client: CommandClient,
+    settings: Settings,
+    start_worker: StartWorker,
+    write_first: bool,
+    setup: dict[str, Any],
+    doomed_command: dict[str, Any],
+) -> tuple[dict[str, Any], CrashAround]:
+    """Run `setup` on a worker, then kill it just before or after `doomed_command`'s write.
+
+    Returns the set-up's result and the crashing store (to close once the test is done).
+    """
+    crashing = CrashAround.from_settings(settings)
+    crashing.reached, crashing.write_first = asyncio.Event(), write_first
+    _, _, doomed = await start_worker(with_store=crashing)
+    done = await ask_relation(client, settings, setup)
+    crashing.armed = True
+    await client.send(settings.relations_queue, doomed_command, message_id=new_id())
+    await asyncio.wait_for(crashing.reached.wait(), 20)
+    doomed.cancel()  # its connection drops without an ack: the broker requeues the command
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    return done, crashing
+
+
 @pytest.mark.parametrize("write_first", [True, False], ids=["after write", "before write"])
 async def test_worker_killed_around_the_write_strengthens_once(
     client: CommandClient,
@@ -87,16 +112,9 @@ async def test_worker_killed_around_the_write_strengthens_once(
 ) -> None:
     a = await seed_profile(mongo, "a1a1a1a1a1a1a1a1a1a1a1a1", 10)
     b = await seed_profile(mongo, "b1b1b1b1b1b1b1b1b1b1b1b1", 11)
-    crashing = CrashAround.from_settings(settings)
-    crashing.reached, crashing.write_first = asyncio.Event(), write_first
-    _, _, doomed = await start_worker(with_store=crashing)
-    attached = await ask_relation(client, settings, strengthen(a, b, 1))
-    crashing.armed = True
-    await client.send(settings.relations_queue, strengthen(a, b, 10), message_id=new_id())
-    await asyncio.wait_for(crashing.reached.wait(), 20)
-    doomed.cancel()  # its connection drops without an ack: the broker requeues the command
-    with pytest.raises(asyncio.CancelledError):
-        await doomed
+    attached, crashing = await crash_during(
+        client, settings, start_worker, write_first, strengthen(a, b, 1), strengthen(a, b, 10)
+    )
     expected_now = 11 if write_first else 1
     assert (await mongo.relations.find_one({}))["props"]["weight"] == expected_now
 
@@ -157,17 +175,15 @@ async def test_worker_killed_around_a_detach_detaches_once(
 ) -> None:
     a = await seed_profile(mongo, "a5a5a5a5a5a5a5a5a5a5a5a5", 10)
     b = await seed_profile(mongo, "b5b5b5b5b5b5b5b5b5b5b5b5", 11)
-    crashing = CrashAround.from_settings(settings)
-    crashing.reached, crashing.write_first = asyncio.Event(), write_first
-    _, _, doomed = await start_worker(with_store=crashing)
-    attached = await ask_relation(client, settings, strengthen(a, b, 1))
-    crashing.armed = True
     detach = {key: value for key, value in strengthen(a, b).items() if key != "weights"}
-    await client.send(settings.relations_queue, {**detach, "action": "detach"}, message_id=new_id())
-    await asyncio.wait_for(crashing.reached.wait(), 20)
-    doomed.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await doomed
+    attached, crashing = await crash_during(
+        client,
+        settings,
+        start_worker,
+        write_first,
+        strengthen(a, b, 1),
+        {**detach, "action": "detach"},
+    )
     assert await mongo.relations.count_documents({}) == (0 if write_first else 1)
 
     await start_worker()

@@ -57,17 +57,9 @@ class ImportProcessor(CommandProcessor[ImportJob]):
         retried = await self._replay(
             [job for job in jobs if job.replay_write is not None], outcomes
         )
-        fresh = []
-        for job in jobs:
-            if job.replay_write is not None:
-                continue
-            try:
-                await self._prepare(job)
-                fresh.append(job)
-            except Refusal as refusal:
-                outcomes[job.index] = self._refused(
-                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
-                )
+        fresh = await self._guarded(
+            [job for job in jobs if job.replay_write is None], outcomes, self._prepare
+        )
         planned, deferred = await self._plan(fresh, outcomes)
         if planned:
             await self._store.begin(
@@ -165,9 +157,7 @@ class ImportProcessor(CommandProcessor[ImportJob]):
             except WriteConflict:
                 deferred.append(job)
             except Refusal as refusal:
-                outcomes[job.index] = self._refused(
-                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
-                )
+                outcomes[job.index] = self._refused_job(job, refusal)
         return planned, deferred
 
     async def _lookup(self, jobs: list[ImportJob]) -> tuple[dict[str, str], dict[str, Profile]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,11 +25,24 @@ class Invalid(InvalidCommand):
         self.feedback_id = feedback_id
 
 
+class FeedbackId(Protocol):
+    @property
+    def feedback_id(self) -> str | None: ...
+
+
 class Keyed(Protocol):
+    """A command on its way through a batch: where it stands, and what its answer echoes."""
+
     @property
     def index(self) -> int: ...
     @property
     def order_key(self) -> str: ...
+    @property
+    def envelope(self) -> Envelope: ...
+    @property
+    def dedup_id(self) -> str | None: ...
+    @property
+    def command(self) -> FeedbackId: ...
 
 
 K = TypeVar("K", bound=Keyed)
@@ -155,6 +168,26 @@ class CommandProcessor(ABC, Generic[K]):
             jobs = sorted([*retried, *later], key=lambda job: job.index)
         for job in jobs:
             outcomes[job.index] = Outcome(result={}, retry="concurrent writes did not settle")
+
+    async def _guarded(
+        self,
+        jobs: list[K],
+        outcomes: list[Outcome | None],
+        step: Callable[[K], Awaitable[None]],
+    ) -> list[K]:
+        """Run `step` on each job; a refusal answers that job and drops it from the round."""
+        kept = []
+        for job in jobs:
+            try:
+                await step(job)
+                kept.append(job)
+            except Refusal as refusal:
+                outcomes[job.index] = self._refused_job(job, refusal)
+        return kept
+
+    def _refused_job(self, job: K, refusal: Refusal) -> Outcome:
+        """The 4xx answer to a job that parsed: it echoes the command's `feedback_id`."""
+        return self._refused(job.envelope, job.dedup_id, refusal, job.command.feedback_id)
 
     def _refused(
         self,

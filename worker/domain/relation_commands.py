@@ -8,7 +8,6 @@ on one relation apply in queue order. A write that lost a race is planned again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
@@ -110,24 +109,6 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 deferred.append(job)
         return deferred
 
-    async def _guarded(
-        self,
-        jobs: list[RelationJob],
-        outcomes: list[Outcome | None],
-        step: Callable[[RelationJob], Awaitable[None]],
-    ) -> list[RelationJob]:
-        """Run `step` on each job; a refusal answers that job and drops it from the round."""
-        kept = []
-        for job in jobs:
-            try:
-                await step(job)
-                kept.append(job)
-            except Refusal as refusal:
-                outcomes[job.index] = self._refused(
-                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
-                )
-        return kept
-
     async def _prepare(self, job: RelationJob) -> None:
         """Catalog checks, the relation addressed by id, authorization and the weights."""
         command = job.command
@@ -140,7 +121,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 raise NotFound(f"relation {command.relation_id} not found")
             if rel_id is not None and rel_id != relation.rel_id:
                 raise NotFound(f"relation {command.relation_id} is not of relation type {rel_id}")
-            job.current, job.key, rel_id = relation, relation.key, relation.rel_id
+            job.key, rel_id = relation.key, relation.rel_id
         types = await self._store.relation_types(command.account_id)
         job.rtype = next((t for t in types if t.rel_id == rel_id), None)
         if job.rtype is None:
@@ -178,12 +159,11 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                         existing_profile(side.request, found, side.schema, lookup).profile_id
                     )
             except Refusal as refusal:
-                outcomes[job.index] = self._refused(
-                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
-                )
+                outcomes[job.index] = self._refused_job(job, refusal)
                 continue
             assert job.rtype is not None
-            job.key = relation_key(job.rtype.rel_id, ids[0], ids[1])
+            job.profile_ids = (ids[0], ids[1])
+            job.key = relation_key(job.rtype.rel_id, *job.profile_ids)
         keys = [job.key for job in by_profiles if job.key is not None]
         relations, claimed = await self._store.relations_by_keys(keys)
         for job in by_profiles:
@@ -222,9 +202,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
             try:
                 refuse_if_inapplicable(job.command, job.current)
             except Refusal as refusal:
-                outcomes[job.index] = self._refused(
-                    job.envelope, job.dedup_id, refusal, job.command.feedback_id
-                )
+                outcomes[job.index] = self._refused_job(job, refusal)
                 continue
             taken.add(job.key)
             accepted.append(job)

@@ -37,6 +37,7 @@ class RelationJob:
     weights: dict[str, Value] = field(default_factory=dict)
     current: Relation | None = None
     key: str | None = None
+    profile_ids: tuple[str, str] | None = None
     claimed_id: int | None = None
     sides: list[Side] = field(default_factory=list)
     written_ahead: InboxEntry | None = None
@@ -61,11 +62,11 @@ def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> Planne
     """Plan one command on its relation (`job.current`), or a creation under `new_id`."""
     command, rtype, current = job.command, job.rtype, job.current
     assert rtype is not None
-    assert job.key is not None
     kind: WriteKind
     if current is None:
         assert new_id is not None
-        _, profile_id_a, profile_id_b = job.key.split(":")
+        assert job.profile_ids is not None  # a missing relation is only ever addressed by them
+        profile_id_a, profile_id_b = job.profile_ids
         blank = Relation(
             relation_id=new_id,
             rel_id=rtype.rel_id,

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from worker.domain.catalog import FieldSpec
-from worker.domain.matching import MatchSpec, candidates
-from worker.domain.ports import ProfileStore
+from worker.domain.matching import MatchKeys, MatchSpec, candidates, match_spec
+from worker.domain.ports import CatalogReader, ProfileStore
 from worker.domain.profiles import Profile
 from worker.errors import NotFound
 
@@ -23,6 +23,8 @@ class LookupRequest:
     db_id: int
     spec: MatchSpec
     extra_keys: tuple[str, ...] = ()
+    schema: dict[str, FieldSpec] = field(default_factory=dict)
+    """The database's fields, needed to resolve to an existing profile."""
 
     def claim_keys(self) -> list[str]:
         return [*self.spec.claim_keys(), *self.extra_keys]
@@ -60,15 +62,24 @@ async def look_up(store: ProfileStore, requests: Sequence[LookupRequest]) -> Loo
     return lookup
 
 
-def existing_profile(
-    request: LookupRequest, found: Sequence[str], schema: dict[str, FieldSpec], lookup: Lookup
-) -> Profile:
+async def request_for(catalog: CatalogReader, keys: MatchKeys, account_id: int) -> LookupRequest:
+    """What to look up for the profile that matching keys name in `keys.db_id`, a database
+    of the account (else 404)."""
+    database = await catalog.database(keys.db_id)
+    if database is None or database.account_id != account_id:
+        raise NotFound(f"database {keys.db_id} not found in account {account_id}")
+    schema = database.field_specs
+    spec = match_spec(keys, schema, await catalog.resources(account_id))
+    return LookupRequest(keys.db_id, spec, schema=schema)
+
+
+def existing_profile(request: LookupRequest, found: Sequence[str], lookup: Lookup) -> Profile:
     """The one existing profile the request matches: 404 if none, 409 if several."""
     spec = request.spec
     if spec.profile_id is not None:
         profile = lookup.profiles.get(spec.profile_id)
     else:
-        profile, _ = candidates(spec, schema, lookup.owners, lookup.profiles, found)
+        profile, _ = candidates(spec, request.schema, lookup.owners, lookup.profiles, found)
     if profile is None:
         raise NotFound(f"profile not found in database {request.db_id}")
     return profile

@@ -14,16 +14,17 @@ from worker.contract.relations import RelationCommand, RelationResult, decode_re
 from worker.domain.auth import Access, authorize
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.markers import marker_of
-from worker.domain.matching import match_spec, order_key
+from worker.domain.matching import order_key
 from worker.domain.ports import InboxEntry
 from worker.domain.processing import CommandProcessor
-from worker.domain.profile_lookup import LookupRequest, existing_profile, look_up
-from worker.domain.relation_plan import PlannedRelation, RelationJob, Side, plan_relation
+from worker.domain.profile_lookup import existing_profile, look_up, request_for
+from worker.domain.relation_plan import PlannedRelation, RelationJob, plan_relation
 from worker.domain.relations import (
     ProfileKeys,
     checked_weights,
     refuse_if_inapplicable,
     relation_key,
+    relation_type_of,
 )
 from worker.errors import NotFound, Refusal
 
@@ -123,9 +124,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 raise NotFound(f"relation {command.relation_id} is not of relation type {rel_id}")
             job.key, rel_id = relation.key, relation.rel_id
         types = await self._store.relation_types(command.account_id)
-        job.rtype = next((t for t in types if t.rel_id == rel_id), None)
-        if job.rtype is None:
-            raise NotFound(f"relation type {rel_id} not found in account {command.account_id}")
+        job.rtype = relation_type_of(types, rel_id, command.account_id)
         await authorize(
             Access(
                 command.account_id,
@@ -145,9 +144,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         by_profiles = await self._guarded(
             [job for job in jobs if job.key is None], outcomes, self._sides_of
         )
-        lookup = await look_up(
-            self._store, [side.request for job in by_profiles for side in job.sides]
-        )
+        lookup = await look_up(self._store, [side for job in by_profiles for side in job.sides])
         position = 0
         for job in by_profiles:
             try:
@@ -155,9 +152,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 for side in job.sides:
                     found = lookup.found[position]
                     position += 1
-                    ids.append(
-                        existing_profile(side.request, found, side.schema, lookup).profile_id
-                    )
+                    ids.append(existing_profile(side, found, lookup).profile_id)
             except Refusal as refusal:
                 outcomes[job.index] = self._refused_job(job, refusal)
                 continue
@@ -177,15 +172,10 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         assert rtype is not None
         assert command.profile_a is not None
         assert command.profile_b is not None
-        resources = await self._store.resources(command.account_id)
-        job.sides = []
-        for keys, db_id in ((command.profile_a, rtype.db_a), (command.profile_b, rtype.db_b)):
-            database = await self._store.database(db_id)
-            if database is None or database.account_id != command.account_id:
-                raise NotFound(f"database {db_id} not found in account {command.account_id}")
-            schema = database.field_specs
-            spec = match_spec(ProfileKeys.of(keys, db_id), schema, resources)
-            job.sides.append(Side(LookupRequest(db_id, spec), schema))
+        job.sides = [
+            await request_for(self._store, ProfileKeys.of(keys, db_id), command.account_id)
+            for keys, db_id in ((command.profile_a, rtype.db_a), (command.profile_b, rtype.db_b))
+        ]
 
     async def _plan(
         self, jobs: list[RelationJob], outcomes: list[Outcome | None]

@@ -8,7 +8,7 @@ from typing import Any
 
 from worker.contract.events import Event
 from worker.contract.relations import RelationCommand, RelationResult
-from worker.domain.catalog import FieldSpec, RelationType
+from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope
 from worker.domain.identity import profile_xxh
 from worker.domain.markers import marker_time, pruned_markers
@@ -39,16 +39,8 @@ class RelationJob:
     key: str | None = None
     profile_ids: tuple[str, str] | None = None
     claimed_id: int | None = None
-    sides: list[Side] = field(default_factory=list)
+    sides: list[LookupRequest] = field(default_factory=list)
     written_ahead: InboxEntry | None = None
-
-
-@dataclass(frozen=True)
-class Side:
-    """One profile of a relation command: what to look up, and its database's schema."""
-
-    request: LookupRequest
-    schema: dict[str, FieldSpec]
 
 
 @dataclass(frozen=True)

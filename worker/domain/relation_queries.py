@@ -18,10 +18,10 @@ from worker.domain.auth import Access, authorize
 from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.identity import check_profile_id, profile_xxh
-from worker.domain.matching import match_spec, order_key
+from worker.domain.matching import order_key
 from worker.domain.ports import RelationFilter, Store
-from worker.domain.profile_lookup import LookupRequest, existing_profile, look_up
-from worker.domain.relations import ProfileKeys, Relation
+from worker.domain.profile_lookup import existing_profile, look_up, request_for
+from worker.domain.relations import ProfileKeys, Relation, relation_type_of
 from worker.errors import InvalidCommand, NotFound, Refusal
 
 CONCURRENT_QUERIES = 16
@@ -81,9 +81,7 @@ class QueryProcessor:
         self, query: RelationQuery, rel_id: int | None, user: str | None
     ) -> RelationType:
         types = await self._store.relation_types(query.account_id)
-        rtype = next((t for t in types if t.rel_id == rel_id), None)
-        if rtype is None:
-            raise NotFound(f"relation type {rel_id} not found in account {query.account_id}")
+        rtype = relation_type_of(types, rel_id, query.account_id)
         await self._may_read(query, [rtype.db_a, rtype.db_b], user)
         return rtype
 
@@ -92,15 +90,11 @@ class QueryProcessor:
 
     async def _profile_a(self, query: RelationQuery, rtype: RelationType) -> str:
         """The A profile the query's top-level matching keys name (by default `profile_id`)."""
-        database = await self._store.database(rtype.db_a)
-        if database is None:
-            raise NotFound(f"database {rtype.db_a} not found")
-        resources = await self._store.resources(query.account_id)
         keys = ProfileKeys.of(query, rtype.db_a)
         order_key(keys)  # checks the mode's keys are present and well-formed
-        request = LookupRequest(rtype.db_a, match_spec(keys, database.field_specs, resources))
+        request = await request_for(self._store, keys, query.account_id)
         lookup = await look_up(self._store, [request])
-        return existing_profile(request, lookup.found[0], database.field_specs, lookup).profile_id
+        return existing_profile(request, lookup.found[0], lookup).profile_id
 
     async def _single(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
         assert query.relation_id is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -91,6 +92,16 @@ class RelationWrite:
     marker_at_ms: int
     pruned_markers: tuple[str, ...] = ()
     stale_claim: int | None = None
+
+
+def relation_type_of(
+    types: Sequence[RelationType], rel_id: int | None, account_id: int
+) -> RelationType:
+    """The account's relation type `rel_id`, or 404."""
+    for rtype in types:
+        if rtype.rel_id == rel_id:
+            return rtype
+    raise NotFound(f"relation type {rel_id} not found in account {account_id}")
 
 
 def checked_weights(rtype: RelationType, weights: dict[str, Value] | None) -> dict[str, Value]:

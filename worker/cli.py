@@ -83,7 +83,7 @@ def load_catalog(path: Path) -> CatalogFile:
 @catalog_app.command("apply")
 def catalog_apply(file: Annotated[Path, typer.Argument(exists=True, readable=True)]) -> None:
     """Load a YAML/JSON catalog idempotently: entries are upserted by their ids."""
-    counts = asyncio.run(_with_store(lambda store: store.apply_catalog(load_catalog(file))))
+    counts = asyncio.run(_with_store(lambda store: store.catalog.apply(load_catalog(file))))
     console.print("catalog applied: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
@@ -120,7 +120,7 @@ def catalog_add_token(
         db_ids=tuple(db_id) if db_id else None,
         scopes=("read",) if read_only else ("read", "write"),
     )
-    asyncio.run(_with_store(lambda store: store.apply_catalog(CatalogFile(tokens=(entry,)))))
+    asyncio.run(_with_store(lambda store: store.catalog.apply(CatalogFile(tokens=(entry,)))))
     console.print(f"token '{name}' stored for account {account_id}")
 
 
@@ -226,7 +226,7 @@ async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
     from worker.store.mongo import MongoStore
 
     store = MongoStore.from_settings(settings)
-    counts = await store.apply_catalog(load_catalog(catalog))
+    counts = await store.catalog.apply(load_catalog(catalog))
     console.print("catalog applied: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     stopping = asyncio.Event()
     worker = Worker(settings, store)

@@ -18,6 +18,11 @@ COMMANDS = Counter(
 RETRIES = Counter(
     "profile_worker_retries_total", "Commands sent to a delayed retry queue.", ["queue"]
 )
+DEFERRED = Counter(
+    "profile_worker_deferred_total",
+    "Copies of commands sent back for later because another process was deciding them.",
+    ["queue"],
+)
 DEAD_LETTERS = Counter(
     "profile_worker_dead_letters_total", "Commands copied to <queue>.dead.", ["queue"]
 )

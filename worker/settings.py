@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(86_400, ge=1)
     dedup_window_seconds: int = Field(7 * 86_400, ge=1)
     dedup_cleanup_interval_seconds: float = Field(600.0, gt=0)
+    command_lease_seconds: float = Field(60.0, gt=0)
+    """How long a worker may decide a command before a copy elsewhere may take it over (a
+    worker that died holds its commands this long); keep it above the slowest batch."""
     catalog_cache_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: float = Field(30.0, gt=0)
     max_message_bytes: int = Field(1_048_576, ge=1_024)

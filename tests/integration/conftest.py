@@ -20,7 +20,7 @@ from tests.integration.services import ServiceUrls, service_urls
 from worker.domain.catalog import CatalogFile
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import routes
+from worker.runtime.topology import declare, routes
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -133,7 +133,7 @@ def settings(services: ServiceUrls) -> Settings:
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[MongoStore]:
     store = MongoStore.from_settings(settings)
-    await store.apply_catalog(CATALOG)
+    await store.catalog.apply(CATALOG)
     yield store
     await store.drop(settings.mongodb_database)
     await store.close()
@@ -224,15 +224,21 @@ class EventTap:
 
 
 @pytest.fixture
-async def events(
-    settings: Settings, broker: aio_pika.abc.AbstractChannel, worker: Worker
-) -> EventTap:
+async def event_tap(settings: Settings, broker: aio_pika.abc.AbstractChannel) -> EventTap:
+    """Every event of the test, from a topology declared before any worker starts."""
+    await declare(broker, settings)
     tap = EventTap()
     exchange = await broker.get_exchange(settings.events_exchange)
     queue = await broker.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange, routing_key="#")
     await queue.consume(tap.on_message, no_ack=True)
     return tap
+
+
+@pytest.fixture
+async def events(event_tap: EventTap, worker: Worker) -> EventTap:
+    """Every event of the test, with a worker running."""
+    return event_tap
 
 
 async def first_message(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from tests.integration.conftest import EventTap, StartWorker, command, first_message, new_id
-from worker.domain.ports import WriteStatus
+from tests.integration.crashing import CrashingStore
+from worker.domain.ports import ProfileStore, Stores, WriteStatus
 from worker.domain.profiles import ProfileWrite
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -42,27 +44,15 @@ async def test_redelivered_command_is_applied_once_and_answered_the_same(
     assert follow_up["profile_id"] != first["profile_id"], "the redelivery emitted no event"
 
 
-class CrashAfterWrite(MongoStore):
-    """A store whose process dies right after the profile write, before any answer or ack."""
-
-    written: asyncio.Event
-
-    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
-        statuses = await super().apply(writes, replay=replay)
-        self.written.set()
-        await asyncio.Event().wait()  # never returns: the worker is killed here
-        return statuses
-
-
 async def test_worker_killed_between_write_and_ack(
     client: CommandClient, settings: Settings, mongo: Any, start_worker: StartWorker
 ) -> None:
-    crashing = CrashAfterWrite.from_settings(settings)
-    crashing.written = asyncio.Event()
+    crashing = CrashingStore.around(settings, "profiles", write_first=True)
+    crashing.trap.armed = True
     _, _, doomed = await start_worker(with_store=crashing)
     message_id = new_id()
     await client.send(settings.import_queue, incr(), message_id=message_id)
-    await asyncio.wait_for(crashing.written.wait(), 20)
+    await asyncio.wait_for(crashing.trap.reached.wait(), 20)
     doomed.cancel()  # its connection drops without an ack: the broker requeues the command
     with pytest.raises(asyncio.CancelledError):
         await doomed
@@ -79,11 +69,25 @@ async def test_worker_killed_between_write_and_ack(
     await crashing.close()
 
 
-class BrokenStore(MongoStore):
-    """A store that fails in a way that is not an outage, for every write."""
+class BrokenProfiles:
+    """Profile writes that fail in a way that is not an outage."""
 
-    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
+    def __init__(self, inner: ProfileStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
         raise RuntimeError("disk says no")
+
+
+class BrokenStore(MongoStore):
+    """A store whose every profile write fails."""
+
+    def ports(self) -> Stores:
+        ports = super().ports()
+        return replace(ports, profiles=cast(ProfileStore, BrokenProfiles(ports.profiles)))
 
 
 async def test_unexpected_failures_are_retried_then_answered_500_and_dead_lettered(

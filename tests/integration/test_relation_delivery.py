@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,9 +17,8 @@ from tests.integration.conftest import (
     new_profile,
     seed_profile,
 )
+from tests.integration.crashing import CrashingStore
 from tests.integration.test_concurrency import answers_from_two_workers
-from worker.domain.ports import WriteStatus
-from worker.domain.relations import RelationWrite
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare
 from worker.settings import Settings
@@ -61,22 +59,6 @@ async def test_a_redelivered_strengthen_is_applied_once(
     assert len(changed) == 1, "the redelivery emitted no event"
 
 
-class CrashAround(MongoStore):
-    """A store whose process dies just before or just after a relation write, once armed."""
-
-    armed = False
-    write_first = True
-    reached: asyncio.Event
-
-    async def apply_relations(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
-        if not self.armed:
-            return await super().apply_relations(writes)
-        statuses = await super().apply_relations(writes) if self.write_first else []
-        self.reached.set()
-        await asyncio.Event().wait()  # never returns: the worker is killed here
-        return statuses
-
-
 async def crash_during(
     client: CommandClient,
     settings: Settings,
@@ -84,18 +66,17 @@ async def crash_during(
     write_first: bool,
     setup: dict[str, Any],
     doomed_command: dict[str, Any],
-) -> tuple[dict[str, Any], CrashAround]:
+) -> tuple[dict[str, Any], CrashingStore]:
     """Run `setup` on a worker, then kill it just before or after `doomed_command`'s write.
 
     Returns the set-up's result and the crashing store (to close once the test is done).
     """
-    crashing = CrashAround.from_settings(settings)
-    crashing.reached, crashing.write_first = asyncio.Event(), write_first
+    crashing = CrashingStore.around(settings, "relations", write_first=write_first)
     _, _, doomed = await start_worker(with_store=crashing)
     done = await ask_relation(client, settings, setup)
-    crashing.armed = True
+    crashing.trap.armed = True
     await client.send(settings.relations_queue, doomed_command, message_id=new_id())
-    await asyncio.wait_for(crashing.reached.wait(), 20)
+    await asyncio.wait_for(crashing.trap.reached.wait(), 20)
     doomed.cancel()  # its connection drops without an ack: the broker requeues the command
     with pytest.raises(asyncio.CancelledError):
         await doomed

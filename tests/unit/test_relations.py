@@ -39,7 +39,6 @@ CURRENT = Relation(
     props={"weight": 5, "active": True},
     relation_to_a="Father",
     priority=40,
-    version=2,
 )
 
 

@@ -27,16 +27,29 @@ class Outcome:
     """The answer to one command.
 
     `retry` names a transient failure: the runtime retries later and answers 500 only once
-    the retry budget is spent. `dead_letter` names why a copy goes to `<queue>.dead`.
-    `dedup_id` is the inbox entry to mark done once the answer is published.
+    the retry budget is spent. `defer` names why the command comes back later without an
+    answer and without spending that budget (a copy decided elsewhere right now).
+    `dead_letter` names why a copy goes to `<queue>.dead`. `dedup_id` is the ledger entry to
+    mark done once the answer is published; `replayed`, an answer the ledger already had.
     """
 
     result: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     retry: str | None = None
+    defer: str | None = None
     dead_letter: str | None = None
     dedup_id: str | None = None
     replayed: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Answered now, rather than sent back to the queue for later."""
+        return self.retry is None and self.defer is None
+
+    @property
+    def refused(self) -> bool:
+        """A 4xx answer decided now."""
+        return self.final and not self.replayed and 400 <= self.code < 500
 
     @property
     def code(self) -> int:

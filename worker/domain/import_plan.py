@@ -12,7 +12,6 @@ from worker.domain.catalog import Account, Database
 from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope
 from worker.domain.identity import normalize_email, normalize_phone, profile_xxh
-from worker.domain.markers import marker_time, pruned_markers
 from worker.domain.matching import EMAIL_MODES, PHONE_MODES, MatchSpec, holds
 from worker.domain.profiles import FieldChanges, Profile, ProfileWrite, unique_key
 from worker.domain.subscriptions import SubscriptionChange, merged, slot_of
@@ -27,7 +26,6 @@ class ImportJob:
     envelope: Envelope
     command: ImportCommand
     dedup_id: str | None
-    marker: str
     order_key: str
     account: Account | None = None
     database: Database | None = None
@@ -36,17 +34,8 @@ class ImportJob:
     spec: MatchSpec | None = None
     unique_keys: tuple[str, ...] = ()
     found: list[str] = field(default_factory=list)
-    replay_write: ProfileWrite | None = None
-    replay_answer: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
-
-
-@dataclass(frozen=True)
-class PlannedImport:
-    """The write to make and the answer to give once it is applied."""
-
-    write: ProfileWrite
-    result: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
+    resume_target: str | None = None
+    """The profile an owner of this command that died meant to create (see `Yours`)."""
 
 
 def plan_import(
@@ -56,8 +45,9 @@ def plan_import(
     owners: dict[str, str],
     profiles: dict[str, Profile],
     now: datetime,
-) -> PlannedImport:
-    """Plan one import against the profile it matched (`target`), or a creation as `profile_id`."""
+) -> ProfileWrite:
+    """Plan one import against the profile it matched (`target`), or a creation as `profile_id`:
+    the write, with its answer and events."""
     command, database, changes = job.command, job.database, job.changes
     assert database is not None
     assert changes is not None
@@ -68,20 +58,6 @@ def plan_import(
     claims, releases = _unique_claims(database, changes, target, profile_id, owners, profiles)
     subscriptions, subscribed = _subscription_changes(job, target, profile_id, owners, profiles)
     claims.update({key: owner for key, owner in subscribed.items() if key not in claims})
-    write = ProfileWrite(
-        profile_id=profile_id,
-        db_id=database.db_id,
-        account_id=database.account_id,
-        create=target is None,
-        expected_version=target.version if target else 0,
-        changes=changes,
-        marker=job.marker,
-        marker_at_ms=marker_time(now),
-        pruned_markers=pruned_markers(target.markers) if target else (),
-        claims=claims,
-        releases=tuple(releases),
-        subscriptions={slot: document for slot, (document, _) in subscriptions.items()},
-    )
     result = ImportResult(
         feedback_id=command.feedback_id,
         message_id=job.envelope.message_id,
@@ -93,10 +69,24 @@ def plan_import(
         db_id=command.db_id,
         account_id=command.account_id,
     )
-    events = _events(job, write, target, now)
+    documents = {slot: document for slot, (document, _) in subscriptions.items()}
     newly_subscribed = [document for document, new in subscriptions.values() if new]
-    events += _subscribed_events(job, write, newly_subscribed, now)
-    return PlannedImport(write, result.model_dump(mode="json"), events)
+    common = _common(job, profile_id, now)
+    events = _events(job, changes, bool(documents), target, common)
+    events += _subscribed_events(newly_subscribed, common)
+    return ProfileWrite(
+        command_id=job.dedup_id,
+        profile_id=profile_id,
+        db_id=database.db_id,
+        account_id=database.account_id,
+        before=target,
+        changes=changes,
+        result=result.model_dump(mode="json"),
+        events=events,
+        claims=claims,
+        releases=tuple(releases),
+        subscriptions=documents,
+    )
 
 
 def _creation_defaults(command: ImportCommand, changes: FieldChanges) -> None:
@@ -145,7 +135,7 @@ def _subscription_changes(
 
 
 def _subscribed_events(
-    job: ImportJob, write: ProfileWrite, documents: list[dict[str, Any]], now: datetime
+    documents: list[dict[str, Any]], common: dict[str, Any]
 ) -> list[dict[str, Any]]:
     return [
         Event(
@@ -153,7 +143,7 @@ def _subscribed_events(
             resource_id=document["resource_id"],
             channel=document["channel"],
             status=document["status"],
-            **_common(job, write, now),
+            **common,
         ).model_dump(mode="json", exclude_none=True)
         for document in documents
     ]
@@ -213,31 +203,34 @@ def changed_fields(target: Profile, changes: FieldChanges) -> list[str]:
     return sorted(names)
 
 
-def _common(job: ImportJob, write: ProfileWrite, now: datetime) -> dict[str, Any]:
+def _common(job: ImportJob, profile_id: str, now: datetime) -> dict[str, Any]:
     """What every event about this import carries."""
     return {
         "occurred_at": now,
         "account_id": job.command.account_id,
         "db_id": job.command.db_id,
-        "profile_id": write.profile_id,
-        "profile_xxh": profile_xxh(write.profile_id),
+        "profile_id": profile_id,
+        "profile_xxh": profile_xxh(profile_id),
         "feedback_id": job.command.feedback_id,
         "message_id": job.envelope.message_id,
     }
 
 
 def _events(
-    job: ImportJob, write: ProfileWrite, target: Profile | None, now: datetime
+    job: ImportJob,
+    changes: FieldChanges,
+    subscribing: bool,
+    target: Profile | None,
+    common: dict[str, Any],
 ) -> list[dict[str, Any]]:
     command = job.command
-    common = _common(job, write, now)
-    subscriptions = ["subscriptions"] if write.subscriptions else []
+    subscriptions = ["subscriptions"] if subscribing else []
     events: list[Event] = []
     if target is None:
-        created = sorted([*write.changes.names(), *subscriptions])
+        created = sorted([*changes.names(), *subscriptions])
         events.append(Event(event="profile.created", changed_fields=created, **common))
     else:
-        changed = sorted([*changed_fields(target, write.changes), *subscriptions])
+        changed = sorted([*changed_fields(target, changes), *subscriptions])
         if changed:
             events.append(Event(event="profile.updated", changed_fields=changed, **common))
     if command.trigger_id is not None and not command.skip_triggers:

@@ -1,4 +1,4 @@
-"""The import path for a batch: dedup, authorize, match, plan, write ahead, apply.
+"""The import path for a batch: claim, authorize, match, plan, write.
 
 Commands run in rounds. A round takes at most one command per profile, so later commands on
 the same profile see the effect of earlier ones and queue order holds inside a batch. A write
@@ -7,7 +7,6 @@ that lost a race to another process is planned again in the next round.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from worker.contract.imports import ImportCommand, ImportResult, decode_import
@@ -16,13 +15,12 @@ from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.fields import plan_changes
 from worker.domain.identity import new_profile_id
-from worker.domain.import_plan import ImportJob, PlannedImport, plan_import
-from worker.domain.markers import marker_of
+from worker.domain.import_plan import ImportJob, plan_import
 from worker.domain.matching import candidates, match_spec, order_key
-from worker.domain.ports import InboxEntry, Store
+from worker.domain.ports import ProfileStore
 from worker.domain.processing import CommandProcessor
 from worker.domain.profile_lookup import LookupRequest, look_up
-from worker.domain.profiles import Profile, unique_key
+from worker.domain.profiles import Profile, ProfileWrite, unique_key
 from worker.domain.subscriptions import parse_subscriptions
 from worker.errors import InvalidCommand, LimitReached, NotFound, Refusal, WriteConflict
 
@@ -34,75 +32,34 @@ class ImportProcessor(CommandProcessor[ImportJob]):
     result_model = ImportResult
 
     def _job(
-        self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
+        self, index: int, envelope: Envelope, dedup_id: str | None, target: str | int | None
     ) -> ImportJob:
         command, key = self._decoded(envelope, _keyed_import)
-        job = ImportJob(
+        return ImportJob(
             index=index,
             envelope=envelope,
             command=command,
             dedup_id=dedup_id,
-            marker=marker_of(dedup_id or uuid.uuid4().hex),
             order_key=key,
+            resume_target=str(target) if target is not None else None,
         )
-        if entry is not None and entry.write is not None:
-            job.replay_write = entry.write
-            job.replay_answer = (entry.result, entry.events)
-        return job
 
     async def _round(
         self, jobs: list[ImportJob], outcomes: list[Outcome | None]
     ) -> list[ImportJob]:
         """Run one round; return the jobs to try again in the next."""
-        retried = await self._replay(
-            [job for job in jobs if job.replay_write is not None], outcomes
-        )
-        fresh = await self._guarded(
-            [job for job in jobs if job.replay_write is None], outcomes, self._prepare
-        )
-        planned, deferred = await self._plan(fresh, outcomes)
-        if planned:
-            await self._store.begin(
-                [
-                    InboxEntry(job.dedup_id, "pending", plan.result, plan.events, plan.write)
-                    for job, plan in planned
-                    if job.dedup_id
-                ],
-                self._clock(),
-            )
-            statuses = await self._store.apply([plan.write for _, plan in planned], replay=False)
-            for (job, plan), status in zip(planned, statuses, strict=True):
-                if status == "applied":
-                    outcomes[job.index] = Outcome(plan.result, plan.events, dedup_id=job.dedup_id)
-                else:
-                    retried.append(job)
-        return [*retried, *deferred]
-
-    async def _replay(
-        self, jobs: list[ImportJob], outcomes: list[Outcome | None]
-    ) -> list[ImportJob]:
-        """Finish commands whose outcome was written ahead before a crash."""
-        writes = [job.replay_write for job in jobs if job.replay_write is not None]
-        if not writes:
-            return []
-        statuses = await self._store.apply(writes, replay=True)
-        retried = []
-        for job, status in zip(jobs, statuses, strict=True):
-            if status == "applied" and job.replay_answer is not None:
-                result, events = job.replay_answer
-                outcomes[job.index] = Outcome(result, events, dedup_id=job.dedup_id)
-            else:
-                job.replay_write = job.replay_answer = None
-                retried.append(job)
-        return retried
+        ready = await self._guarded(jobs, outcomes, self._prepare)
+        planned, deferred = await self._plan(ready, outcomes)
+        landed = await self._landed(planned, self._stores.profiles.write, outcomes)
+        return [*landed, *deferred]
 
     async def _prepare(self, job: ImportJob) -> None:
         """Catalog checks and field validation: everything that needs no profile."""
-        command = job.command
-        account = await self._store.account(command.account_id)
+        command, catalog = job.command, self._stores.catalog
+        account = await catalog.account(command.account_id)
         if account is None:
             raise NotFound(f"account {command.account_id} not found")
-        database = await self._store.database(command.db_id)
+        database = await catalog.database(command.db_id)
         if database is None or database.account_id != command.account_id:
             raise NotFound(f"database {command.db_id} not found in account {command.account_id}")
         if account.max_message_bytes and len(job.envelope.body) > account.max_message_bytes:
@@ -114,14 +71,14 @@ class ImportProcessor(CommandProcessor[ImportJob]):
             Access(
                 command.account_id, [command.db_id], "write", command.token, job.envelope.user_id
             ),
-            self._store,
+            catalog,
         )
         job.account, job.database = account, database
         schema = database.field_specs
         data = dict(command.data)
         raw_subscriptions = data.pop("subscriptions", None)
         job.changes = plan_changes(schema, data)
-        resources = await self._store.resources(command.account_id)
+        resources = await catalog.resources(command.account_id)
         if raw_subscriptions is not None:
             job.subscriptions = parse_subscriptions(raw_subscriptions, command.db_id, resources)
         job.spec = match_spec(command, schema, resources)
@@ -133,12 +90,12 @@ class ImportProcessor(CommandProcessor[ImportJob]):
 
     async def _plan(
         self, jobs: list[ImportJob], outcomes: list[Outcome | None]
-    ) -> tuple[list[tuple[ImportJob, PlannedImport]], list[ImportJob]]:
+    ) -> tuple[list[tuple[ImportJob, ProfileWrite]], list[ImportJob]]:
         """Match every job against the store and plan it; defer a second job on one profile."""
         owners, profiles = await self._lookup(jobs)
         now = self._clock()
-        limits = _ProfileLimits(self._store)
-        planned: list[tuple[ImportJob, PlannedImport]] = []
+        limits = _ProfileLimits(self._stores.profiles)
+        planned: list[tuple[ImportJob, ProfileWrite]] = []
         deferred: list[ImportJob] = []
         taken: set[str] = set()
         for job in jobs:
@@ -150,10 +107,10 @@ class ImportProcessor(CommandProcessor[ImportJob]):
                     deferred.append(job)
                     continue
                 taken.update((identity, profile_id))
-                plan = plan_import(job, target, profile_id, owners, profiles, now)
-                if plan.write.create:
+                write = plan_import(job, target, profile_id, owners, profiles, now)
+                if write.create:
                     await limits.take(job)
-                planned.append((job, plan))
+                planned.append((job, write))
             except WriteConflict:
                 deferred.append(job)
             except Refusal as refusal:
@@ -167,7 +124,7 @@ class ImportProcessor(CommandProcessor[ImportJob]):
             assert job.spec is not None
             extra = (*job.unique_keys, *(change.key for change in job.subscriptions))
             requests.append(LookupRequest(job.command.db_id, job.spec, extra))
-        lookup = await look_up(self._store, requests)
+        lookup = await look_up(self._stores.profiles, requests)
         for job, found in zip(jobs, lookup.found, strict=True):
             job.found = found
         return lookup.owners, lookup.profiles
@@ -189,14 +146,14 @@ def _resolve(
     target, adoptable = candidates(job.spec, job.database.field_specs, owners, profiles, job.found)
     if target is not None:
         return target, target.profile_id
-    return None, adoptable or new_profile_id()
+    return None, adoptable or job.resume_target or new_profile_id()
 
 
 class _ProfileLimits:
     """`max_profiles` per account (402), counted once per round and per account."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, profiles: ProfileStore) -> None:
+        self._profiles = profiles
         self._counts: dict[int, int] = {}
 
     async def take(self, job: ImportJob) -> None:
@@ -205,7 +162,7 @@ class _ProfileLimits:
         if limit is None:
             return
         if account_id not in self._counts:
-            self._counts[account_id] = await self._store.count(account_id)
+            self._counts[account_id] = await self._profiles.count(account_id)
         if self._counts[account_id] >= limit:
             raise LimitReached(f"account {account_id} reached its limit of {limit} profiles")
         self._counts[account_id] += 1

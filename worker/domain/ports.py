@@ -1,9 +1,15 @@
-"""What the domain needs from storage. MongoDB implements it in `worker.store`."""
+"""What the domain needs from storage: four small ports, each injected where it is used.
+
+The domain says *what* a command changes (a write intent, with the answer and events that go
+with it); the store makes it land exactly once. Versions, applied-command markers, revision
+reservations and server quirks stay behind these ports (`worker.store` on MongoDB-wire
+servers, `worker.store.memory` in memory; the same contract tests run against both).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -26,22 +32,8 @@ class CatalogReader(CredentialReader, Protocol):
     async def relation_types(self, account_id: int) -> tuple[RelationType, ...]: ...
 
 
-@dataclass(frozen=True)
-class InboxEntry:
-    """What the dedup inbox holds for one message id.
-
-    `pending`: the outcome was decided and written ahead, the effect may or may not be applied.
-    `done`: applied and answered; a redelivery only re-sends `result`.
-    """
-
-    dedup_id: str
-    state: Literal["pending", "done"]
-    result: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    write: ProfileWrite | None = None
-
-
 WriteStatus = Literal["applied", "conflict"]
+"""`conflict`: another writer changed the document since it was read; plan again."""
 
 
 class ProfileStore(Protocol):
@@ -61,13 +53,16 @@ class ProfileStore(Protocol):
         """How many profiles the account has."""
         ...
 
-    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
-        """Apply writes touching distinct profiles; each reports applied or conflict.
+    async def profile_account(self, profile_id: str) -> int | None:
+        """The account a profile belongs to, if it exists."""
+        ...
 
-        An update applies only if its writer is the one to reserve the version after
-        `expected_version`; otherwise it is a conflict, to be planned again. With `replay`
-        (finishing a write planned before a crash), a write whose marker the profile already
-        carries counts as applied, an update without it is a conflict, a creation is retried.
+    async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
+        """Make writes touching distinct profiles land, each at most once per command.
+
+        Each write is planned on `write.before` as it was read; it applies only if the profile
+        is still as read, and never a second time for the same `command_id`. The write's
+        answer is recorded with it, so a copy of the command answers the same.
         """
         ...
 
@@ -98,10 +93,10 @@ class RelationStore(Protocol):
         """Ids no other process will ever hand out."""
         ...
 
-    async def apply_relations(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
-        """Apply writes touching distinct relations; an update or delete applies only if its
-        writer reserved the version after the one it was planned on, a creation only if it
-        claimed the relation's key (or its own claim was there)."""
+    async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        """Make writes touching distinct relations land, each at most once per command: an
+        update or delete only if the relation is still as read, a creation only if its key
+        is free (or already names the new id)."""
         ...
 
     async def count_relations(self, where: RelationFilter) -> int: ...
@@ -118,19 +113,63 @@ class RelationStore(Protocol):
         """Relations with the highest values of a numeric property, highest first."""
         ...
 
-    async def profile_account(self, profile_id: str) -> int | None:
-        """The account a profile belongs to, if it exists."""
+
+@dataclass(frozen=True)
+class Answered:
+    """The command was decided before: answer `result` again.
+
+    `events` is set only when its effect landed but its answer may never have been sent (its
+    owner died in between): they are published (again; consumers dedupe on `event_id`).
+    """
+
+    result: Mapping[str, Any]
+    events: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class Yours:
+    """This caller decides the command now.
+
+    `target` is the document an owner that died had chosen (its write did not land): a
+    creation is planned under that id again, so the dead owner's write can never add one.
+    """
+
+    target: str | int | None = None
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another live owner is deciding the command right now: come back later."""
+
+
+Claim = Answered | Yours | Busy
+
+
+class Ledger(Protocol):
+    """Who decides each command, and its answer: the dedup inbox of SPEC §9."""
+
+    async def claim(self, command_ids: Sequence[str], owner: str) -> dict[str, Claim]:
+        """Take each command for `owner`, unless it was answered or another owner holds it."""
+        ...
+
+    async def remember(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record answers given without an effect (refusals) by command id."""
+        ...
+
+    async def finish(self, command_ids: Sequence[str]) -> None:
+        """The commands were answered; a copy from now on gets the recorded answer."""
+        ...
+
+    async def forget_before(self, moment: datetime) -> int:
+        """Drop what was recorded before `moment` (the dedup window); how many commands."""
         ...
 
 
-class Inbox(Protocol):
-    async def lookup(self, dedup_ids: Sequence[str]) -> dict[str, InboxEntry]: ...
-    async def begin(self, entries: Sequence[InboxEntry], at: datetime) -> None: ...
-    async def finish(self, dedup_ids: Sequence[str]) -> None: ...
-    async def forget_before(self, moment: datetime) -> int: ...
+@dataclass(frozen=True)
+class Stores:
+    """The ports a worker process uses; built once and passed down."""
 
-
-class Store(CatalogReader, ProfileStore, RelationStore, Inbox, Protocol):
-    """Everything the worker keeps."""
-
-    async def ping(self) -> None: ...
+    catalog: CatalogReader
+    profiles: ProfileStore
+    relations: RelationStore
+    ledger: Ledger

@@ -1,15 +1,17 @@
-"""What every command processor shares: refusals, the inbox record of them, and rounds."""
+"""What every command processor shares: the ledger claim, copies, refusals, and rounds."""
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from worker.contract.common import ResultModel, feedback_id_of, parse_json_object
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.ports import Inbox, InboxEntry, Store
+from worker.domain.ports import Answered, Busy, Stores, WriteStatus, Yours
 from worker.errors import InvalidCommand, Refusal
 
 MAX_ROUNDS = 8
@@ -45,8 +47,42 @@ class Keyed(Protocol):
     def command(self) -> FeedbackId: ...
 
 
+class Answering(Protocol):
+    """A planned write: what it answers and emits once it lands."""
+
+    @property
+    def result(self) -> dict[str, Any]: ...
+    @property
+    def events(self) -> list[dict[str, Any]]: ...
+
+
 K = TypeVar("K", bound=Keyed)
+W = TypeVar("W", bound=Answering)
 C = TypeVar("C")
+
+
+def first_copies(command_ids: Sequence[str | None]) -> dict[str, int]:
+    """The position of the first copy of each command id in a batch."""
+    first: dict[str, int] = {}
+    for index, command_id in enumerate(command_ids):
+        if command_id is not None:
+            first.setdefault(command_id, index)
+    return first
+
+
+def claimed_outcome(claim: Answered | Busy, command_id: str | None) -> Outcome:
+    """The outcome of a command this process does not decide now."""
+    if isinstance(claim, Busy):
+        return Outcome(result={}, defer="a copy of this command is being decided elsewhere")
+    if claim.events:  # its owner died after the write: answer and publish for it
+        return Outcome(dict(claim.result), [dict(e) for e in claim.events], dedup_id=command_id)
+    return Outcome(dict(claim.result), replayed=True)
+
+
+def as_copy(outcome: Outcome | None) -> Outcome | None:
+    """What a later copy of a command in the same batch gets: its first copy's answer, without
+    its events being published again."""
+    return None if outcome is None else replace(outcome, events=[], replayed=True)
 
 
 def one_per_key(jobs: Sequence[K]) -> tuple[list[K], list[K]]:
@@ -60,75 +96,87 @@ def one_per_key(jobs: Sequence[K]) -> tuple[list[K], list[K]]:
     return now, later
 
 
-async def remember_refusals(inbox: Inbox, outcomes: Sequence[Outcome | None], at: datetime) -> None:
-    """Store 4xx answers so a redelivery gets the same answer without re-evaluation."""
-    entries = [
-        InboxEntry(o.dedup_id, "pending", o.result)
-        for o in outcomes
-        if o is not None and o.dedup_id and 400 <= o.code < 500
-    ]
-    if entries:
-        await inbox.begin(entries, at)
-
-
-async def mark_done(inbox: Inbox, outcomes: Sequence[Outcome]) -> None:
-    """Mark answered commands done in the inbox; call after their answers are published."""
-    finished = [o.dedup_id for o in outcomes if o.dedup_id and not o.retry and not o.replayed]
-    if finished:
-        await inbox.finish(finished)
-
-
 class CommandProcessor(ABC, Generic[K]):
     """The life of a batch of commands that change data (imports, relation commands).
 
-    Commands with a message id go through the dedup inbox: one already answered is answered
-    again with its stored result; a refusal is remembered. The rest run in rounds of one
-    command per order key, so later commands on the same key see the effect of earlier ones.
+    Each command with a message id is claimed in the ledger first, so that of all its copies
+    (in this batch, in later batches, in other processes) exactly one is decided, once: a
+    copy of an answered command gets the recorded answer, a copy of one that another process
+    is deciding right now comes back later, and copies inside one batch follow their first.
+    The rest run in rounds of one command per order key, so later commands on the same key
+    see the effect of earlier ones.
     """
 
     dedup_prefix: str
     result_model: type[ResultModel]
 
-    def __init__(self, store: Store, clock: Clock, max_message_bytes: int) -> None:
-        self._store = store
+    def __init__(self, stores: Stores, clock: Clock, max_message_bytes: int) -> None:
+        self._stores = stores
         self._clock = clock
         self._max_message_bytes = max_message_bytes
+        self._owner = uuid.uuid4().hex
 
     async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(envelopes)
-        dedup_ids = [
+        command_ids = [
             f"{self.dedup_prefix}:{e.message_id}" if e.message_id else None for e in envelopes
         ]
-        known = await self._store.lookup([d for d in dedup_ids if d is not None])
+        first = first_copies(command_ids)
+        claims = await self._stores.ledger.claim(list(first), self._owner)
         jobs: list[K] = []
-        for index, (envelope, dedup_id) in enumerate(zip(envelopes, dedup_ids, strict=True)):
-            entry = known.get(dedup_id) if dedup_id else None
-            if entry is not None and entry.state == "done":
-                outcomes[index] = Outcome(result=entry.result, replayed=True)
+        for index, (envelope, command_id) in enumerate(zip(envelopes, command_ids, strict=True)):
+            if command_id is not None and first[command_id] != index:
                 continue
-            try:
-                jobs.append(self._job(index, envelope, dedup_id, entry))
-            except Invalid as refusal:
-                outcomes[index] = self._refused(envelope, dedup_id, refusal, refusal.feedback_id)
-            except InvalidCommand as refusal:
-                outcomes[index] = self._refused(envelope, dedup_id, refusal, dead_letter=True)
-        await self._run(await self._resume(jobs, outcomes), outcomes)
-        await remember_refusals(self._store, outcomes, self._clock())
+            claim = claims[command_id] if command_id else Yours()
+            if isinstance(claim, Yours):
+                job = self._admitted(index, envelope, command_id, claim, outcomes)
+                jobs += [job] if job is not None else []
+            else:
+                outcomes[index] = claimed_outcome(claim, command_id)
+        await self._run(jobs, outcomes)
+        refusals = {o.dedup_id: o.result for o in outcomes if o and o.dedup_id and o.refused}
+        if refusals:
+            await self._stores.ledger.remember(refusals)
+        for index, command_id in enumerate(command_ids):
+            if command_id is not None and first[command_id] != index:
+                outcomes[index] = as_copy(outcomes[first[command_id]])
         return [outcome or Outcome(result={}, retry="not processed") for outcome in outcomes]
 
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
-        """Mark answered commands done in the inbox; call after their answers are published."""
-        await mark_done(self._store, outcomes)
+        """Mark answered commands done in the ledger; call after their answers are published."""
+        finished = [o.dedup_id for o in outcomes if o.dedup_id and o.final and not o.replayed]
+        if finished:
+            await self._stores.ledger.finish(finished)
 
     def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]:
         """The result for a command that cannot be processed at all (e.g. retries spent)."""
         return self._result_for(envelope, code, text)
 
+    def _admitted(
+        self,
+        index: int,
+        envelope: Envelope,
+        command_id: str | None,
+        claim: Yours,
+        outcomes: list[Outcome | None],
+    ) -> K | None:
+        """The job of a command this process decides, or None if it is refused already."""
+        try:
+            return self._job(index, envelope, command_id, claim.target)
+        except Invalid as refusal:
+            outcomes[index] = self._refused(envelope, command_id, refusal, refusal.feedback_id)
+        except InvalidCommand as refusal:
+            outcomes[index] = self._refused(envelope, command_id, refusal, dead_letter=True)
+        return None
+
     @abstractmethod
     def _job(
-        self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
+        self, index: int, envelope: Envelope, dedup_id: str | None, target: str | int | None
     ) -> K:
-        """Parse and validate one command; raise Invalid (or InvalidCommand if unparsable)."""
+        """Parse and validate one command; raise Invalid (or InvalidCommand if unparsable).
+
+        `target` is the document an owner of the command that died had chosen (see `Yours`).
+        """
 
     def _decoded(self, envelope: Envelope, decode: Callable[[dict[str, Any]], C]) -> C:
         """The body decoded by `decode`: InvalidCommand if it is not a JSON object (to be
@@ -138,10 +186,6 @@ class CommandProcessor(ABC, Generic[K]):
             return decode(raw)
         except InvalidCommand as refusal:
             raise Invalid(refusal.text, feedback_id_of(raw)) from None
-
-    async def _resume(self, jobs: list[K], outcomes: list[Outcome | None]) -> list[K]:
-        """Finish what a crash interrupted before the rounds start; by default nothing."""
-        return jobs
 
     @abstractmethod
     async def _round(self, jobs: list[K], outcomes: list[Outcome | None]) -> list[K]:
@@ -168,6 +212,27 @@ class CommandProcessor(ABC, Generic[K]):
             jobs = sorted([*retried, *later], key=lambda job: job.index)
         for job in jobs:
             outcomes[job.index] = Outcome(result={}, retry="concurrent writes did not settle")
+
+    async def _landed(
+        self,
+        planned: Sequence[tuple[K, W]],
+        write: Callable[[list[W]], Awaitable[list[WriteStatus]]],
+        outcomes: list[Outcome | None],
+    ) -> list[K]:
+        """Hand the planned writes to the store; answer those that landed, return the jobs
+        whose write met a concurrent change (to plan again next round)."""
+        if not planned:
+            return []
+        statuses = await write([w for _, w in planned])
+        conflicts = []
+        for (job, planned_write), status in zip(planned, statuses, strict=True):
+            if status == "applied":
+                outcomes[job.index] = Outcome(
+                    planned_write.result, planned_write.events, dedup_id=job.dedup_id
+                )
+            else:
+                conflicts.append(job)
+        return conflicts
 
     async def _guarded(
         self,

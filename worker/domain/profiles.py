@@ -10,15 +10,18 @@ from worker.domain.identity import short_hash
 
 @dataclass(frozen=True)
 class Profile:
-    """A profile as read from the store: its fields, version and applied-command markers."""
+    """A profile as read from the store.
+
+    `stamp` is the store's own note of which stored state this is; the domain never looks at
+    it, only hands the profile back with a write planned on it.
+    """
 
     profile_id: str
     db_id: int
     account_id: int
     fields: dict[str, Any]
-    version: int
-    markers: dict[str, int] = field(default_factory=dict)
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stamp: Any = field(default=None, compare=False, repr=False)
 
     def subscription_keys(self) -> set[str]:
         """The subscription keys this profile holds now."""
@@ -42,25 +45,29 @@ class FieldChanges:
 
 @dataclass(frozen=True)
 class ProfileWrite:
-    """One planned, idempotent profile write.
+    """What one command does to one profile, with the answer and events that go with it.
 
-    `marker` identifies the command and stays on the profile, so after a crash a replay can
-    tell whether the write landed and never applies it twice. `claims` maps unique keys to the
-    profile that owns them now (None: nobody), `releases` are keys this profile gives up.
+    `before` is the profile as the plan read it (None: a creation). `claims` maps unique keys
+    the profile takes to the profile that held each when read (None: nobody; else one that
+    no longer has that value), `releases` are keys this profile gives up. `command_id` is
+    the command's dedup id (None: a command without a message id).
     """
 
+    command_id: str | None
     profile_id: str
     db_id: int
     account_id: int
-    create: bool
-    expected_version: int
+    before: Profile | None
     changes: FieldChanges
-    marker: str
-    marker_at_ms: int
-    pruned_markers: tuple[str, ...] = ()
+    result: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
     claims: dict[str, str | None] = field(default_factory=dict)
     releases: tuple[str, ...] = ()
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def create(self) -> bool:
+        return self.before is None
 
 
 def unique_key(db_id: int, field_name: str, value: str) -> str:

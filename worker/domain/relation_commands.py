@@ -1,4 +1,4 @@
-"""The relation path for a batch: dedup, authorize, resolve both profiles, plan, write, answer.
+"""The relation path for a batch: claim, authorize, resolve both profiles, plan, write.
 
 Like imports, commands run in rounds of one command per order key, and a command whose
 relation another command of the round already touches waits for the next round, so commands
@@ -7,20 +7,18 @@ on one relation apply in queue order. A write that lost a race is planned again.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
 from worker.domain.auth import Access, authorize
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.markers import marker_of
 from worker.domain.matching import order_key
-from worker.domain.ports import InboxEntry
 from worker.domain.processing import CommandProcessor
 from worker.domain.profile_lookup import existing_profile, look_up, request_for
-from worker.domain.relation_plan import PlannedRelation, RelationJob, plan_relation
+from worker.domain.relation_plan import RelationJob, plan_relation
 from worker.domain.relations import (
     ProfileKeys,
+    RelationWrite,
     checked_weights,
     refuse_if_inapplicable,
     relation_key,
@@ -36,55 +34,23 @@ class RelationProcessor(CommandProcessor[RelationJob]):
     result_model = RelationResult
 
     def _job(
-        self, index: int, envelope: Envelope, dedup_id: str | None, entry: InboxEntry | None
+        self, index: int, envelope: Envelope, dedup_id: str | None, target: str | int | None
     ) -> RelationJob:
         command, key = self._decoded(envelope, _keyed_relation)
+        if command.action == "detach" and target is not None:
+            # An owner that died chose this relation and may have released its key already:
+            # the detach is finished on it.
+            command = command.model_copy(update={"relation_id": int(target)})
         return RelationJob(
-            index=index,
-            envelope=envelope,
-            command=command,
-            dedup_id=dedup_id,
-            marker=marker_of(dedup_id or uuid.uuid4().hex),
-            order_key=key,
-            written_ahead=entry if entry is not None and entry.result.get("error") == 0 else None,
+            index=index, envelope=envelope, command=command, dedup_id=dedup_id, order_key=key
         )
-
-    async def _resume(
-        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
-    ) -> list[RelationJob]:
-        """Commands decided before a crash: answer those whose write landed.
-
-        A deletion landed if the relation is gone; another write if its marker is there.
-        An unfinished deletion is finished on the relation it chose, since its key may
-        already be released; everything else is planned again from scratch.
-        """
-        ids = [_decided_id(job.written_ahead) for job in jobs if job.written_ahead]
-        present = await self._store.relations_by_ids(ids)
-        remaining = []
-        for job in jobs:
-            entry = job.written_ahead
-            if entry is None:
-                remaining.append(job)
-                continue
-            relation = present.get(_decided_id(entry))
-            if job.command.action == "detach":
-                landed = relation is None
-            else:
-                landed = relation is not None and job.marker in relation.markers
-            if landed:
-                outcomes[job.index] = Outcome(entry.result, entry.events, dedup_id=job.dedup_id)
-                continue
-            if job.command.action == "detach":
-                job.command = job.command.model_copy(update={"relation_id": _decided_id(entry)})
-            remaining.append(job)
-        return remaining
 
     async def _round(
         self, jobs: list[RelationJob], outcomes: list[Outcome | None]
     ) -> list[RelationJob]:
         """Run one round; return the jobs to try again in the next."""
         addressed = [job.command.relation_id for job in jobs if job.command.relation_id]
-        known = await self._store.relations_by_ids(sorted(set(addressed)))
+        known = await self._stores.relations.relations_by_ids(sorted(set(addressed)))
         for job in jobs:
             job.current = job.key = job.claimed_id = None
             if job.command.relation_id is not None:
@@ -92,28 +58,13 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         ready = await self._guarded(jobs, outcomes, self._prepare)
         ready = await self._resolve(ready, outcomes)
         planned, deferred = await self._plan(ready, outcomes)
-        if not planned:
-            return deferred
-        await self._store.begin(
-            [
-                InboxEntry(job.dedup_id, "pending", plan.result, plan.events)
-                for job, plan in planned
-                if job.dedup_id
-            ],
-            self._clock(),
-        )
-        statuses = await self._store.apply_relations([plan.write for _, plan in planned])
-        for (job, plan), status in zip(planned, statuses, strict=True):
-            if status == "applied":
-                outcomes[job.index] = Outcome(plan.result, plan.events, dedup_id=job.dedup_id)
-            else:
-                deferred.append(job)
-        return deferred
+        landed = await self._landed(planned, self._stores.relations.write, outcomes)
+        return [*landed, *deferred]
 
     async def _prepare(self, job: RelationJob) -> None:
         """Catalog checks, the relation addressed by id, authorization and the weights."""
-        command = job.command
-        if await self._store.account(command.account_id) is None:
+        command, catalog = job.command, self._stores.catalog
+        if await catalog.account(command.account_id) is None:
             raise NotFound(f"account {command.account_id} not found")
         rel_id = command.rel_id
         if command.relation_id is not None:
@@ -123,7 +74,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
             if rel_id is not None and rel_id != relation.rel_id:
                 raise NotFound(f"relation {command.relation_id} is not of relation type {rel_id}")
             job.key, rel_id = relation.key, relation.rel_id
-        types = await self._store.relation_types(command.account_id)
+        types = await catalog.relation_types(command.account_id)
         job.rtype = relation_type_of(types, rel_id, command.account_id)
         await authorize(
             Access(
@@ -133,7 +84,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 command.token,
                 job.envelope.user_id,
             ),
-            self._store,
+            catalog,
         )
         job.weights = checked_weights(job.rtype, command.weights)
 
@@ -144,7 +95,8 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         by_profiles = await self._guarded(
             [job for job in jobs if job.key is None], outcomes, self._sides_of
         )
-        lookup = await look_up(self._store, [side for job in by_profiles for side in job.sides])
+        sides = [side for job in by_profiles for side in job.sides]
+        lookup = await look_up(self._stores.profiles, sides)
         position = 0
         for job in by_profiles:
             try:
@@ -160,7 +112,7 @@ class RelationProcessor(CommandProcessor[RelationJob]):
             job.profile_ids = (ids[0], ids[1])
             job.key = relation_key(job.rtype.rel_id, *job.profile_ids)
         keys = [job.key for job in by_profiles if job.key is not None]
-        relations, claimed = await self._store.relations_by_keys(keys)
+        relations, claimed = await self._stores.relations.relations_by_keys(keys)
         for job in by_profiles:
             if job.key is not None:
                 job.current, job.claimed_id = relations.get(job.key), claimed.get(job.key)
@@ -173,13 +125,13 @@ class RelationProcessor(CommandProcessor[RelationJob]):
         assert command.profile_a is not None
         assert command.profile_b is not None
         job.sides = [
-            await request_for(self._store, ProfileKeys.of(keys, db_id), command.account_id)
+            await request_for(self._stores.catalog, ProfileKeys.of(keys, db_id), command.account_id)
             for keys, db_id in ((command.profile_a, rtype.db_a), (command.profile_b, rtype.db_b))
         ]
 
     async def _plan(
         self, jobs: list[RelationJob], outcomes: list[Outcome | None]
-    ) -> tuple[list[tuple[RelationJob, PlannedRelation]], list[RelationJob]]:
+    ) -> tuple[list[tuple[RelationJob, RelationWrite]], list[RelationJob]]:
         """Plan each job on its relation; a second job on one relation waits a round."""
         accepted: list[RelationJob] = []
         deferred: list[RelationJob] = []
@@ -198,7 +150,8 @@ class RelationProcessor(CommandProcessor[RelationJob]):
             accepted.append(job)
         # A creation finishes under the id its key already claims (one cut short), else new.
         unclaimed = [j for j in accepted if j.current is None and j.claimed_id is None]
-        fresh = iter(await self._store.new_relation_ids(len(unclaimed)) if unclaimed else [])
+        relations = self._stores.relations
+        fresh = iter(await relations.new_relation_ids(len(unclaimed)) if unclaimed else [])
         now = self._clock()
         planned = []
         for job in accepted:
@@ -207,10 +160,6 @@ class RelationProcessor(CommandProcessor[RelationJob]):
                 new_id = job.claimed_id if job.claimed_id is not None else next(fresh)
             planned.append((job, plan_relation(job, new_id, now)))
         return planned, deferred
-
-
-def _decided_id(entry: InboxEntry) -> int:
-    return int(entry.result["relation_id"])
 
 
 def _keyed_relation(raw: dict[str, Any]) -> tuple[RelationCommand, str]:

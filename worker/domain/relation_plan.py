@@ -11,8 +11,6 @@ from worker.contract.relations import RelationCommand, RelationResult
 from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope
 from worker.domain.identity import profile_xxh
-from worker.domain.markers import marker_time, pruned_markers
-from worker.domain.ports import InboxEntry
 from worker.domain.profile_lookup import LookupRequest
 from worker.domain.relations import Relation, RelationWrite, Value, WriteKind, after
 
@@ -31,7 +29,6 @@ class RelationJob:
     envelope: Envelope
     command: RelationCommand
     dedup_id: str | None
-    marker: str
     order_key: str
     rtype: RelationType | None = None
     weights: dict[str, Value] = field(default_factory=dict)
@@ -40,18 +37,11 @@ class RelationJob:
     profile_ids: tuple[str, str] | None = None
     claimed_id: int | None = None
     sides: list[LookupRequest] = field(default_factory=list)
-    written_ahead: InboxEntry | None = None
 
 
-@dataclass(frozen=True)
-class PlannedRelation:
-    write: RelationWrite
-    result: dict[str, Any]
-    events: list[dict[str, Any]]
-
-
-def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> PlannedRelation:
-    """Plan one command on its relation (`job.current`), or a creation under `new_id`."""
+def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> RelationWrite:
+    """Plan one command on its relation (`job.current`), or a creation under `new_id`: the
+    write, with its answer and events."""
     command, rtype, current = job.command, job.rtype, job.current
     assert rtype is not None
     kind: WriteKind
@@ -73,13 +63,6 @@ def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> Planne
         relation, kind = current, "delete"
     else:
         relation, kind = after(command, job.weights, current), "update"
-    write = RelationWrite(
-        kind=kind,
-        relation=relation,
-        marker=job.marker,
-        marker_at_ms=marker_time(now),
-        pruned_markers=pruned_markers(current.markers) if current else (),
-    )
     unchanged = kind == "update" and relation == current
     result = RelationResult(
         action=command.action,
@@ -94,7 +77,7 @@ def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> Planne
         correlation_id=job.envelope.correlation_id,
     ).model_dump(mode="json")
     events = [] if unchanged else [_event(EVENTS[kind], relation, job, now)]
-    return PlannedRelation(write, result, events)
+    return RelationWrite(kind, relation, current, job.dedup_id, result, events)
 
 
 def _event(name: str, relation: Relation, job: RelationJob, now: datetime) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.identity import check_profile_id, profile_xxh
 from worker.domain.matching import order_key
-from worker.domain.ports import RelationFilter, Store
+from worker.domain.ports import RelationFilter, Stores
 from worker.domain.profile_lookup import existing_profile, look_up, request_for
 from worker.domain.relations import ProfileKeys, Relation, relation_type_of
 from worker.errors import InvalidCommand, NotFound, Refusal
@@ -30,8 +30,12 @@ CONCURRENT_QUERIES = 16
 class QueryProcessor:
     """Answers a batch of queries concurrently (bounded); each answer goes to `reply_to`."""
 
-    def __init__(self, store: Store, max_message_bytes: int) -> None:
-        self._store = store
+    def __init__(self, stores: Stores, max_message_bytes: int) -> None:
+        self._catalog, self._profiles, self._relations = (
+            stores.catalog,
+            stores.profiles,
+            stores.relations,
+        )
         self._max_message_bytes = max_message_bytes
         self._slots = asyncio.Semaphore(CONCURRENT_QUERIES)
 
@@ -64,7 +68,7 @@ class QueryProcessor:
 
     async def _answer(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
         """The answer's fields; `user` is the broker user the broker vouched for, if any."""
-        if await self._store.account(query.account_id) is None:
+        if await self._catalog.account(query.account_id) is None:
             raise NotFound(f"account {query.account_id} not found")
         if query.method == "single":
             return await self._single(query, user)
@@ -80,25 +84,25 @@ class QueryProcessor:
     async def _relation_type(
         self, query: RelationQuery, rel_id: int | None, user: str | None
     ) -> RelationType:
-        types = await self._store.relation_types(query.account_id)
+        types = await self._catalog.relation_types(query.account_id)
         rtype = relation_type_of(types, rel_id, query.account_id)
         await self._may_read(query, [rtype.db_a, rtype.db_b], user)
         return rtype
 
     async def _may_read(self, query: RelationQuery, db_ids: list[int], user: str | None) -> None:
-        await authorize(Access(query.account_id, db_ids, "read", query.token, user), self._store)
+        await authorize(Access(query.account_id, db_ids, "read", query.token, user), self._catalog)
 
     async def _profile_a(self, query: RelationQuery, rtype: RelationType) -> str:
         """The A profile the query's top-level matching keys name (by default `profile_id`)."""
         keys = ProfileKeys.of(query, rtype.db_a)
         order_key(keys)  # checks the mode's keys are present and well-formed
-        request = await request_for(self._store, keys, query.account_id)
-        lookup = await look_up(self._store, [request])
+        request = await request_for(self._catalog, keys, query.account_id)
+        lookup = await look_up(self._profiles, [request])
         return existing_profile(request, lookup.found[0], lookup).profile_id
 
     async def _single(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
         assert query.relation_id is not None
-        found = await self._store.relations_by_ids([query.relation_id])
+        found = await self._relations.relations_by_ids([query.relation_id])
         relation = found.get(query.relation_id)
         if relation is None or relation.account_id != query.account_id:
             raise NotFound(f"relation {query.relation_id} not found")
@@ -112,11 +116,11 @@ class QueryProcessor:
         if query.rel_id is not None:
             await self._relation_type(query, query.rel_id, user)
         else:
-            types = await self._store.relation_types(query.account_id)
+            types = await self._catalog.relation_types(query.account_id)
             await self._may_read(
                 query, sorted({db for t in types for db in (t.db_a, t.db_b)}), user
             )
-        if await self._store.profile_account(contact) != query.account_id:
+        if await self._profiles.profile_account(contact) != query.account_id:
             raise NotFound(f"profile {contact} not found")
         where = RelationFilter(query.account_id, rel_id=query.rel_id, contact=contact)
         return await self._page(where, query, by_priority=True)
@@ -126,10 +130,10 @@ class QueryProcessor:
     ) -> dict[str, Any]:
         after = cursor_position(query.cursor, by_priority)
         page, total = await asyncio.gather(
-            self._store.relation_page(
+            self._relations.relation_page(
                 where, by_priority=by_priority, after=after, limit=query.limit + 1
             ),
-            self._store.count_relations(where),
+            self._relations.count_relations(where),
         )
         more = len(page) > query.limit
         page = page[: query.limit]
@@ -147,12 +151,12 @@ class QueryProcessor:
         props: dict[str, Any] = {}
         for prop in rtype.properties:
             having = replace(where, having=prop.name)
-            count = await self._store.count_relations(having)
+            count = await self._relations.count_relations(having)
             if prop.type == "bool":
                 props[prop.name] = {"total": count, "sum": None, "top": None}
                 continue
-            total = await self._store.property_sum(having, prop.name) if count else 0
-            top = await self._store.top_relations(having, prop.name, top_n) if count else []
+            total = await self._relations.property_sum(having, prop.name) if count else 0
+            top = await self._relations.top_relations(having, prop.name, top_n) if count else []
             props[prop.name] = {
                 "total": count,
                 "sum": total,
@@ -161,7 +165,7 @@ class QueryProcessor:
         return {
             "profile_id": profile_id,
             "profile_xxh": profile_xxh(profile_id),
-            "total": await self._store.count_relations(where),
+            "total": await self._relations.count_relations(where),
             "props": props,
         }
 

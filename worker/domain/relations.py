@@ -62,8 +62,8 @@ class Relation:
     relation_to_a: str | None = None
     relation_to_b: str | None = None
     priority: int = DEFAULT_PRIORITY
-    version: int = 0
-    markers: dict[str, int] = field(default_factory=dict)
+    stamp: Any = field(default=None, compare=False, repr=False)
+    """The store's note of which stored state this is (see `Profile.stamp`)."""
 
     @property
     def key(self) -> str:
@@ -80,18 +80,18 @@ WriteKind = Literal["create", "update", "delete"]
 
 @dataclass(frozen=True)
 class RelationWrite:
-    """One planned relation write. `relation` is the state after it (before, for a delete).
+    """What one command does to one relation, with its answer and events.
 
-    `stale_claim` is the id a left-over claim of the same key points at, whose relation is
-    gone: the creation replaces that claim.
+    `relation` is the state after the write (for a delete, the state it removes); `before` is
+    the relation as the plan read it (None: a creation). `command_id` as for profiles.
     """
 
     kind: WriteKind
     relation: Relation
-    marker: str
-    marker_at_ms: int
-    pruned_markers: tuple[str, ...] = ()
-    stale_claim: int | None = None
+    before: Relation | None
+    command_id: str | None
+    result: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def relation_type_of(

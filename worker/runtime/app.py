@@ -45,7 +45,7 @@ class Worker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self._store_ready(stopping)
-        sweeper = asyncio.create_task(self._sweep_inbox(stopping))
+        sweeper = asyncio.create_task(self._sweep_ledger(stopping))
         delay = 0.5
         try:
             while not stopping.is_set():
@@ -133,22 +133,22 @@ class Worker:
 
     def _routes(self) -> list[tuple[Route, Processor, int | None]]:
         """Each consumed queue, the processor of its commands, and its batching wait."""
-        settings, store = self._settings, self._store
+        settings, stores = self._settings, self._store.ports()
         limit = settings.max_message_bytes
         return [
             (
                 Route(settings.import_queue, settings.import_result_queue),
-                ImportProcessor(store, _now, limit),
+                ImportProcessor(stores, _now, limit),
                 None,
             ),
             (
                 Route(settings.relations_queue, settings.relations_result_queue),
-                RelationProcessor(store, _now, limit),
+                RelationProcessor(stores, _now, limit),
                 None,
             ),
             (
                 Route(settings.relations_query_queue, None),
-                QueryProcessor(store, limit),
+                QueryProcessor(stores, limit),
                 settings.query_batch_max_wait_ms,
             ),
         ]
@@ -169,14 +169,14 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
                 await task
 
-    async def _sweep_inbox(self, stopping: asyncio.Event) -> None:
-        """Forget dedup entries older than the window (FerretDB has no TTL indexes)."""
+    async def _sweep_ledger(self, stopping: asyncio.Event) -> None:
+        """Forget ledger entries older than the dedup window (FerretDB has no TTL indexes)."""
         window = timedelta(seconds=self._settings.dedup_window_seconds)
         while not stopping.is_set():
             try:
                 removed = await self._store.forget_before(datetime.now(UTC) - window)
                 if removed:
-                    log.info("dedup inbox swept", extra={"removed": removed})
+                    log.info("command ledger swept", extra={"removed": removed})
             except StoreUnavailable:
                 pass
             await sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)

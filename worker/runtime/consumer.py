@@ -24,6 +24,7 @@ from worker.observability import (
     BATCH_SIZE,
     COMMANDS,
     DEAD_LETTERS,
+    DEFERRED,
     RETRIES,
     STORE_UP,
 )
@@ -183,11 +184,11 @@ class BatchConsumer:
     ) -> list[Outgoing]:
         messages: list[Outgoing] = []
         for message, envelope, outcome in zip(batch, envelopes, outcomes, strict=True):
-            retry_reason = self._retry_reason(envelope, outcome)
-            if retry_reason:
-                RETRIES.labels(self._route.queue).inc()
-                retry_queue = self._route.retry_queue(envelope.attempt + 1)
-                messages.append(self._copy(message, envelope, retry_queue, None, retry_reason))
+            back = self._sent_back(envelope, outcome)
+            if back:
+                queue, attempt, why = back
+                (DEFERRED if outcome.defer else RETRIES).labels(self._route.queue).inc()
+                messages.append(self._copy(message, envelope, queue, None, why, attempt))
                 continue
             result, reason = outcome.result, outcome.dead_letter
             if outcome.retry:
@@ -209,16 +210,25 @@ class BatchConsumer:
                         "reason": reason[:512],
                     },
                 )
+                attempt = envelope.attempt + 1
                 messages.append(
-                    self._copy(message, envelope, self._route.queue, self._dead_letter, reason)
+                    self._copy(
+                        message, envelope, self._route.queue, self._dead_letter, reason, attempt
+                    )
                 )
         return messages
 
-    def _retry_reason(self, envelope: Envelope, outcome: Outcome) -> str | None:
-        """Why the command goes to a retry queue unanswered: a transient failure with budget
-        left; None when it is answered now."""
-        if envelope.attempt < self._settings.retry_max_attempts:
-            return outcome.retry
+    def _sent_back(self, envelope: Envelope, outcome: Outcome) -> tuple[str, int, str] | None:
+        """Where a command goes unanswered, the attempt it then carries, and why: a transient
+        failure with retry budget left, or a deferral (which spends none); None when it is
+        answered now."""
+        settings = self._settings
+        if outcome.defer:
+            queue = self._route.retry_queue(1) if settings.retry_max_attempts else None
+            return queue or self._route.queue, envelope.attempt, outcome.defer
+        if outcome.retry and envelope.attempt < settings.retry_max_attempts:
+            attempt = envelope.attempt + 1
+            return self._route.retry_queue(attempt), attempt, outcome.retry
         return None
 
     def _answer(self, message: AbstractIncomingMessage, result: dict[str, Any]) -> Outgoing:
@@ -240,6 +250,7 @@ class BatchConsumer:
         routing_key: str,
         exchange: AbstractExchange | None,
         reason: str,
+        attempt: int,
     ) -> Outgoing:
         """The command again, for a retry queue or `<queue>.dead`.
 
@@ -248,7 +259,7 @@ class BatchConsumer:
         """
         headers: dict[str, Any] = {
             **(message.headers or {}),
-            ATTEMPT_HEADER: envelope.attempt + 1,
+            ATTEMPT_HEADER: attempt,
             REASON_HEADER: reason[:512],
         }
         if envelope.user_id:
@@ -265,9 +276,9 @@ class BatchConsumer:
         )
 
     def _count(self, envelopes: list[Envelope], outcomes: list[Outcome]) -> None:
-        """Answered commands by code; those sent to a retry queue are counted in RETRIES."""
+        """Answered commands by code; those sent back are counted in RETRIES or DEFERRED."""
         for envelope, outcome in zip(envelopes, outcomes, strict=True):
-            if self._retry_reason(envelope, outcome):
+            if self._sent_back(envelope, outcome):
                 continue
             code = 500 if outcome.retry else outcome.code
             COMMANDS.labels(self._route.queue, str(code), str(outcome.replayed).lower()).inc()

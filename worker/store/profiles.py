@@ -3,8 +3,8 @@
 Uniqueness is enforced with claim documents keyed by `_id` (`profile_keys`), and each profile
 version is reserved by inserting a revision document (`profile_revisions`) before the update:
 inserts keyed by `_id` are atomic on MongoDB and on FerretDB alike, which conditional updates
-are not on FerretDB. Every write leaves the command's marker on the profile, so after a crash
-a replay can tell whether it landed.
+are not on FerretDB. Every write leaves the command's marker on the profile, so a new owner of
+the command after a crash can tell whether it landed (`worker.store.ledger`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from worker.domain.ports import WriteStatus
 from worker.domain.profiles import Profile, ProfileWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.ledger import MongoLedger, Target, WriteAhead
+from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
 from worker.store.revisions import Revisions
 
 PROFILES = "profiles"
@@ -30,7 +32,10 @@ REVISIONS = "profile_revisions"
 
 
 class ProfileRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Implements `worker.domain.ports.ProfileStore`."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger) -> None:
+        self._ledger = ledger
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
         self._revisions = Revisions(db[REVISIONS])
@@ -77,26 +82,33 @@ class ProfileRepository:
         async with translated():
             return await self._profiles.count_documents({"account_id": account_id})
 
-    async def apply(self, writes: Sequence[ProfileWrite], *, replay: bool) -> list[WriteStatus]:
-        """Claims first, then revisions, then the profile writes, then which markers landed.
+    async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
+        """Answers ahead, then claims, revisions, the profile writes, and which markers landed.
 
-        A replayed update is never written blind: it counts as applied if its marker is there,
-        else as a conflict, and the command is planned again against the profile as it is.
+        Each answer is written ahead into the ledger before its write, so an owner taking the
+        command over after a crash can answer what landed.
         """
+        markers = [marker_of(write.command_id) for write in writes]
         async with translated():
             now = datetime.now(UTC)
+            await self._ledger.write_ahead(
+                [
+                    WriteAhead(w.command_id, w.result, w.events, Target(PROFILES, w.profile_id))
+                    for w in writes
+                    if w.command_id is not None
+                ]
+            )
             claimed = await self._claim(writes)
-            if replay:
-                eligible = [ok and write.create for write, ok in zip(writes, claimed, strict=True)]
-            else:
-                eligible = await self._take_revisions(writes, claimed, now)
+            eligible = await self._take_revisions(writes, claimed, now)
             operations = [
-                _operation(write, now) for write, ok in zip(writes, eligible, strict=True) if ok
+                _operation(write, marker, now)
+                for write, marker, ok in zip(writes, markers, eligible, strict=True)
+                if ok
             ]
             all_applied = await all_touched(self._profiles, operations) and all(eligible)
             # When every operation matched or inserted, every marker is known to have landed
             # without reading the profiles back.
-            landed = [True] * len(writes) if all_applied else await self._landed(writes)
+            landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
             await self._release([w for w, ok in zip(writes, landed, strict=True) if ok])
         return ["applied" if ok else "conflict" for ok in landed]
 
@@ -104,9 +116,9 @@ class ProfileRepository:
         self, writes: Sequence[ProfileWrite], claimed: list[bool], now: datetime
     ) -> list[bool]:
         """Reserve the next version of every updated profile (see `worker.store.revisions`)."""
-        updates = [i for i, write in enumerate(writes) if claimed[i] and not write.create]
+        updates = [i for i, write in enumerate(writes) if claimed[i] and write.before]
         reserved = await self._revisions.reserve(
-            [(writes[i].profile_id, writes[i].expected_version) for i in updates], now
+            [(writes[i].profile_id, stamp_of(writes[i].before).version) for i in updates], now
         )
         taken = list(claimed)
         for index, ok in zip(updates, reserved, strict=True):
@@ -151,11 +163,14 @@ class ProfileRepository:
                     ok[index] = False
         return ok
 
-    async def _landed(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+    async def _landed(self, writes: Sequence[ProfileWrite], markers: list[str]) -> list[bool]:
         ids = [ObjectId(write.profile_id) for write in writes]
         docs = await self._profiles.find({"_id": {"$in": ids}}, {"_applied": 1}).to_list()
-        markers = {str(doc["_id"]): doc.get("_applied") or {} for doc in docs}
-        return [write.marker in markers.get(write.profile_id, {}) for write in writes]
+        applied = {str(doc["_id"]): doc.get("_applied") or {} for doc in docs}
+        return [
+            marker in applied.get(write.profile_id, {})
+            for write, marker in zip(writes, markers, strict=True)
+        ]
 
     async def _release(self, writes: Sequence[ProfileWrite]) -> None:
         releases = [
@@ -173,20 +188,21 @@ def _profile(doc: dict[str, Any]) -> Profile:
         db_id=doc["db_id"],
         account_id=doc["account_id"],
         fields=doc.get("fields") or {},
-        version=doc.get("_v", 0),
-        markers=doc.get("_applied") or {},
         subscriptions=doc.get("subs") or {},
+        stamp=Stamp.of(doc),
     )
 
 
-def _operation(write: ProfileWrite, now: datetime) -> InsertOne[dict[str, Any]] | UpdateOne:
+def _operation(
+    write: ProfileWrite, marker: str, now: datetime
+) -> InsertOne[dict[str, Any]] | UpdateOne:
     """The MongoDB operation for one planned write. Field names were checked by the schema.
 
     An update filters on `_id` alone: its writer holds the revision `expected_version + 1`, so
     no other writer can change the profile between its planning read and this write, and a
     filter of `_id` alone costs a quarter of a compound one on FerretDB (bench/RESULTS.md).
     """
-    changes = write.changes
+    changes, marked_at = write.changes, marker_time(now)
     if write.create:
         fields = {**changes.set, **changes.inc, **changes.add_tags}
         return InsertOne(
@@ -196,7 +212,7 @@ def _operation(write: ProfileWrite, now: datetime) -> InsertOne[dict[str, Any]] 
                 "account_id": write.account_id,
                 "fields": fields,
                 "_v": 1,
-                "_applied": {write.marker: write.marker_at_ms},
+                "_applied": {marker: marked_at},
                 "subs": write.subscriptions,
                 "created_at": now,
                 "updated_at": now,
@@ -207,13 +223,13 @@ def _operation(write: ProfileWrite, now: datetime) -> InsertOne[dict[str, Any]] 
         "$set": {
             **{f"fields.{name}": value for name, value in changes.set.items()},
             **{f"subs.{slot}": sub for slot, sub in write.subscriptions.items()},
-            f"_applied.{write.marker}": write.marker_at_ms,
+            f"_applied.{marker}": marked_at,
             "updated_at": now,
         },
         "$inc": {**{f"fields.{name}": delta for name, delta in changes.inc.items()}, "_v": 1},
     }
     unset = [f"fields.{name}" for name in changes.unset]
-    unset += [f"_applied.{marker}" for marker in write.pruned_markers]
+    unset += [f"_applied.{name}" for name in stamp_of(write.before).pruned()]
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     if changes.add_tags:

@@ -23,6 +23,8 @@ from worker.domain.ports import RelationFilter, WriteStatus
 from worker.domain.relations import Relation, RelationWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.ledger import MongoLedger, Target, WriteAhead
+from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
 from worker.store.revisions import Revisions
 
 RELATIONS = "relations"
@@ -33,7 +35,10 @@ ID_BLOCK_SIZE = 100
 
 
 class RelationRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Implements `worker.domain.ports.RelationStore`."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger) -> None:
+        self._ledger = ledger
         self._relations = db[RELATIONS]
         self._claims = db[CLAIMS]
         self._revisions = Revisions(db[REVISIONS])
@@ -47,7 +52,9 @@ class RelationRepository:
             await self._relations.create_index([("profile_id_b", 1)])
             await self._revisions.ensure_indexes()
 
-    async def by_keys(self, keys: Sequence[str]) -> tuple[dict[str, Relation], dict[str, int]]:
+    async def relations_by_keys(
+        self, keys: Sequence[str]
+    ) -> tuple[dict[str, Relation], dict[str, int]]:
         """The relations with these natural keys, and the id each claimed key points at (a
         claim without its relation is a creation cut short, to be finished under that id)."""
         if not keys:
@@ -55,18 +62,18 @@ class RelationRepository:
         async with translated():
             claims = await self._claims.find({"_id": {"$in": list(keys)}}).to_list()
         claimed = {doc["_id"]: int(doc["relation_id"]) for doc in claims}
-        relations = await self.by_ids(sorted(set(claimed.values())))
+        relations = await self.relations_by_ids(sorted(set(claimed.values())))
         found = {key: relations[rid] for key, rid in claimed.items() if rid in relations}
         return {key: relation for key, relation in found.items() if relation.key == key}, claimed
 
-    async def by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]:
+    async def relations_by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]:
         if not relation_ids:
             return {}
         async with translated():
             docs = await self._relations.find({"_id": {"$in": list(relation_ids)}}).to_list()
         return {doc["_id"]: _relation(doc) for doc in docs}
 
-    async def new_ids(self, count: int) -> list[int]:
+    async def new_relation_ids(self, count: int) -> list[int]:
         """`count` fresh relation ids, from blocks this process reserved."""
         async with self._allocating:
             while len(self._free_ids) < count:
@@ -87,18 +94,29 @@ class RelationRepository:
                 except DuplicateKeyError:  # another process took it: read again
                     continue
 
-    async def apply(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
-        """Claims for creations, claim releases and revisions for the rest, then the writes.
+    async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        """Answers ahead, claims for creations, revisions for the rest, then the writes.
 
         A deletion releases its claim before removing the document, so a creation racing with
         it can never adopt the id being removed.
         """
+        markers = [marker_of(write.command_id) for write in writes]
         async with translated():
             now = datetime.now(UTC)
+            await self._ledger.write_ahead(
+                [
+                    WriteAhead(w.command_id, w.result, w.events, _target(w))
+                    for w in writes
+                    if w.command_id is not None
+                ]
+            )
             eligible = await self._claim(writes)
             changes = [i for i, w in enumerate(writes) if eligible[i] and w.kind != "create"]
             reserved = await self._revisions.reserve(
-                [(writes[i].relation.relation_id, writes[i].relation.version) for i in changes],
+                [
+                    (writes[i].relation.relation_id, stamp_of(writes[i].before).version)
+                    for i in changes
+                ],
                 now,
             )
             for index, ok in zip(changes, reserved, strict=True):
@@ -107,9 +125,13 @@ class RelationRepository:
                 w for w, ok in zip(writes, eligible, strict=True) if ok and w.kind == "delete"
             ]
             await self._release(deletes)
-            operations = [_operation(w, now) for w, ok in zip(writes, eligible, strict=True) if ok]
+            operations = [
+                _operation(w, marker, now)
+                for w, marker, ok in zip(writes, markers, eligible, strict=True)
+                if ok
+            ]
             all_applied = await all_touched(self._relations, operations) and all(eligible)
-            landed = [True] * len(writes) if all_applied else await self._landed(writes)
+            landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
         return ["applied" if ok else "conflict" for ok in landed]
 
     async def _claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
@@ -126,7 +148,7 @@ class RelationRepository:
             await self._claims.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             contested = [creations[position] for position in sorted(duplicate_indexes(exc))]
-            _, owners = await self.by_keys([writes[i].relation.key for i in contested])
+            _, owners = await self.relations_by_keys([writes[i].relation.key for i in contested])
             for index in contested:
                 relation = writes[index].relation
                 ok[index] = owners.get(relation.key) == relation.relation_id
@@ -142,27 +164,27 @@ class RelationRepository:
                 ],
             )
 
-    async def _landed(self, writes: Sequence[RelationWrite]) -> list[bool]:
+    async def _landed(self, writes: Sequence[RelationWrite], markers: list[str]) -> list[bool]:
         """Deletions landed if the relation is gone; the rest if it carries their marker."""
-        present = await self.by_ids([write.relation.relation_id for write in writes])
+        present = await self.relations_by_ids([write.relation.relation_id for write in writes])
         landed = []
-        for write in writes:
+        for write, marker in zip(writes, markers, strict=True):
             relation = present.get(write.relation.relation_id)
             if write.kind == "delete":
                 landed.append(relation is None)
             else:
-                landed.append(relation is not None and write.marker in relation.markers)
+                landed.append(relation is not None and marker in stamp_of(relation).markers)
         return landed
 
     async def forget_revisions_before(self, moment: datetime) -> None:
         async with translated():
             await self._revisions.forget_before(moment)
 
-    async def count(self, where: RelationFilter) -> int:
+    async def count_relations(self, where: RelationFilter) -> int:
         async with translated():
             return await self._relations.count_documents(_query(where))
 
-    async def page(
+    async def relation_page(
         self, where: RelationFilter, *, by_priority: bool, after: tuple[int, int] | None, limit: int
     ) -> list[Relation]:
         """Up to `limit` relations after the cursor: by relation id, or by priority descending
@@ -195,7 +217,7 @@ class RelationRepository:
             rows = await (await self._relations.aggregate(pipeline)).to_list()
         return rows[0]["sum"] if rows else 0
 
-    async def top(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
+    async def top_relations(self, where: RelationFilter, name: str, limit: int) -> list[Relation]:
         """The relations with the highest values of a numeric property."""
         query = _query(replace(where, having=name))
         async with translated():
@@ -234,13 +256,16 @@ def _relation(doc: dict[str, Any]) -> Relation:
         relation_to_a=doc.get("relation_to_a"),
         relation_to_b=doc.get("relation_to_b"),
         priority=doc.get("priority", 50),
-        version=doc.get("_v", 0),
-        markers=doc.get("_applied") or {},
+        stamp=Stamp.of(doc),
     )
 
 
+def _target(write: RelationWrite) -> Target:
+    return Target(RELATIONS, write.relation.relation_id, removes=write.kind == "delete")
+
+
 def _operation(
-    write: RelationWrite, now: datetime
+    write: RelationWrite, marker: str, now: datetime
 ) -> InsertOne[dict[str, Any]] | UpdateOne | DeleteOne:
     """The MongoDB operation for one planned write. Property names were checked against the
     relation type; the writer holds the relation's next version, so `_id` alone is filter
@@ -268,14 +293,15 @@ def _operation(
                 "profile_id_b": relation.profile_id_b,
                 **values,
                 "_v": 1,
-                "_applied": {write.marker: write.marker_at_ms},
+                "_applied": {marker: marker_time(now)},
                 "created_at": now,
             }
         )
     update: dict[str, Any] = {
-        "$set": {**values, f"_applied.{write.marker}": write.marker_at_ms},
+        "$set": {**values, f"_applied.{marker}": marker_time(now)},
         "$inc": {"_v": 1},
     }
-    if write.pruned_markers:
-        update["$unset"] = {f"_applied.{marker}": "" for marker in write.pruned_markers}
+    pruned = stamp_of(write.before).pruned()
+    if pruned:
+        update["$unset"] = {f"_applied.{name}": "" for name in pruned}
     return UpdateOne({"_id": relation.relation_id}, update)

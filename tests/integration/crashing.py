@@ -1,0 +1,56 @@
+"""A store whose worker dies around a write: the write hangs forever, once armed, just before
+or just after the real one, and the test then kills the worker (cancels its task)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any, Literal, cast
+
+from worker.domain.ports import Stores
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+
+class HangingWrites:
+    """One port whose `write` hangs once `armed` (delegating everything else)."""
+
+    def __init__(self, inner: Any, write_first: bool) -> None:
+        self._inner = inner
+        self.write_first = write_first
+        self.armed = False
+        self.reached = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def write(self, writes: Any) -> Any:
+        if not self.armed:
+            return await self._inner.write(writes)
+        statuses = await self._inner.write(writes) if self.write_first else []
+        self.reached.set()
+        await asyncio.Event().wait()  # never returns: the worker is killed here
+        return statuses
+
+
+class CrashingStore(MongoStore):
+    """A MongoStore whose profile or relation writes hang once armed (`trap`).
+
+    Its claims on commands last one second, so a worker started after the crash takes them
+    over without waiting for a production-length lease.
+    """
+
+    trap: HangingWrites
+    port: Literal["profiles", "relations"]
+
+    @classmethod
+    def around(
+        cls, settings: Settings, port: Literal["profiles", "relations"], *, write_first: bool
+    ) -> CrashingStore:
+        store = cls.from_settings(settings.model_copy(update={"command_lease_seconds": 1.0}))
+        store.port = port
+        store.trap = HangingWrites(getattr(store, port), write_first)
+        return store
+
+    def ports(self) -> Stores:
+        return replace(super().ports(), **{self.port: cast(Any, self.trap)})

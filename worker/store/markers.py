@@ -1,0 +1,56 @@
+"""Applied-command markers and read stamps: how the store tells what already landed.
+
+Every write leaves its command's marker on the document it changes (`_applied.<marker>`), and
+every read hands the domain an opaque stamp (version and markers). With both, a copy of a
+command or a new owner after a crash can tell whether the write landed, so a non-idempotent
+change (`incr`, `strengthen`) is never applied twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from worker.domain.identity import short_hash
+from worker.domain.profiles import Profile
+from worker.domain.relations import Relation
+
+MAX_MARKERS = 16
+"""Markers kept per document; they matter only until the ledger says done."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a read saw of a document: the version to reserve after it, and its markers."""
+
+    version: int = 0
+    markers: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> Stamp:
+        return cls(document.get("_v", 0), document.get("_applied") or {})
+
+    def pruned(self) -> tuple[str, ...]:
+        """The oldest markers to drop so that, with a new one, at most MAX_MARKERS remain."""
+        markers = self.markers
+        kept = set(sorted(markers, key=markers.__getitem__)[-(MAX_MARKERS - 1) :])
+        return tuple(name for name in markers if name not in kept)
+
+
+def stamp_of(read: Profile | Relation | None) -> Stamp:
+    """The stamp the store put on a profile or relation it read (a blank one for None)."""
+    stamp = read.stamp if read is not None else None
+    return stamp if isinstance(stamp, Stamp) else Stamp()
+
+
+def marker_of(command_id: str | None) -> str:
+    """The marker of one command: a hash of its dedup id (of a fresh id if it has none), safe
+    as a field name."""
+    return short_hash(command_id or uuid.uuid4().hex)
+
+
+def marker_time(now: datetime) -> int:
+    """When a marker was left, in epoch milliseconds (the oldest are pruned first)."""
+    return int(now.timestamp() * 1000)

@@ -34,7 +34,7 @@ PARTNERS_TOKEN = "test-partners-only-token-0123"
 CATALOG = CatalogFile.model_validate(
     {
         "accounts": [
-            {"account_id": 1, "name": "Acme"},
+            {"account_id": 1, "name": "Acme", "max_message_bytes": 8_192},
             {"account_id": 2, "name": "Other"},
             {"account_id": 3, "name": "Small", "max_profiles": 2},
         ],

@@ -204,6 +204,7 @@ QUERY_REFUSALS: list[tuple[str, dict[str, Any], int]] = [
     ("limit above 1000", {"method": "get", "limit": 1001}, 400),
     ("unknown method", {"method": "count"}, 400),
     ("get without rel_id", {"method": "get", "rel_id": None}, 400),
+    ("over the account's size limit", {"method": "get", "feedback_id": "x" * 9_000}, 400),
 ]
 
 

@@ -42,6 +42,7 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("token without database 10", {"token": PARTNERS_TOKEN}, 403, "database 10"),
     ("unknown account", {"account_id": 99}, 404, "account 99"),
     ("relation type of another account", {"rel_id": 600}, 404, "relation type 600"),
+    ("over the account's size limit", {"feedback_id": "x" * 9_000}, 400, "account's limit"),
     ("unknown profile A", {A: {"profile_id": MISSING}}, 404, "database 10"),
     ("unknown profile B", {B: {"email": "nobody@example.com"}}, 404, "database 11"),
     ("ambiguous profile A", {A: {"matching": "phone", "phone": "+4790000000"}}, 409, "precise"),
@@ -78,7 +79,7 @@ async def test_refusals(
 
     assert result["error"] == code, result
     assert text in result["error_text"]
-    assert result["feedback_id"] == "fb"
+    assert result["feedback_id"] == body["feedback_id"]
     assert await mongo.relations.count_documents({}) == 0
     assert await mongo.relation_keys.count_documents({}) == 0
 

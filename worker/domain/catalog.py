@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from worker.errors import InvalidCommand
+
 FieldType = Literal[
     "string",
     "int",
@@ -66,6 +68,14 @@ class Account(CatalogModel):
     name: str
     max_profiles: int | None = Field(None, ge=0)
     max_message_bytes: int | None = Field(None, ge=1_024)
+
+    def check_message_size(self, body: bytes) -> None:
+        """400 for a message over the account's own size limit (SPEC §8)."""
+        if self.max_message_bytes and len(body) > self.max_message_bytes:
+            raise InvalidCommand(
+                f"message is {len(body)} bytes, over the account's limit of "
+                f"{self.max_message_bytes}"
+            )
 
 
 class Database(CatalogModel):

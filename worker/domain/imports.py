@@ -22,7 +22,7 @@ from worker.domain.processing import CommandProcessor
 from worker.domain.profile_lookup import LookupRequest, look_up
 from worker.domain.profiles import Profile, ProfileWrite, unique_key
 from worker.domain.subscriptions import parse_subscriptions
-from worker.errors import InvalidCommand, LimitReached, NotFound, Refusal, WriteConflict
+from worker.errors import LimitReached, NotFound, Refusal, WriteConflict
 
 
 class ImportProcessor(CommandProcessor[ImportJob]):
@@ -62,11 +62,7 @@ class ImportProcessor(CommandProcessor[ImportJob]):
         database = await catalog.database(command.db_id)
         if database is None or database.account_id != command.account_id:
             raise NotFound(f"database {command.db_id} not found in account {command.account_id}")
-        if account.max_message_bytes and len(job.envelope.body) > account.max_message_bytes:
-            raise InvalidCommand(
-                f"message is {len(job.envelope.body)} bytes, over the account's limit of "
-                f"{account.max_message_bytes}"
-            )
+        account.check_message_size(job.envelope.body)
         await authorize(
             Access(
                 command.account_id, [command.db_id], "write", command.token, job.envelope.user_id

@@ -64,8 +64,10 @@ class RelationProcessor(CommandProcessor[RelationJob]):
     async def _prepare(self, job: RelationJob) -> None:
         """Catalog checks, the relation addressed by id, authorization and the weights."""
         command, catalog = job.command, self._stores.catalog
-        if await catalog.account(command.account_id) is None:
+        account = await catalog.account(command.account_id)
+        if account is None:
             raise NotFound(f"account {command.account_id} not found")
+        account.check_message_size(job.envelope.body)
         rel_id = command.rel_id
         if command.relation_id is not None:
             relation = job.current

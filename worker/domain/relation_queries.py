@@ -57,7 +57,7 @@ class QueryProcessor:
             feedback_id = feedback_id_of(raw)
             query = decode_query(raw)
             async with self._slots:
-                answer = await self._answer(query, envelope.user_id)
+                answer = await self._answer(query, envelope)
             return Outcome(result=_answer(envelope, feedback_id=feedback_id, **answer))
         except Refusal as refusal:
             return Outcome(
@@ -66,10 +66,14 @@ class QueryProcessor:
                 )
             )
 
-    async def _answer(self, query: RelationQuery, user: str | None) -> dict[str, Any]:
-        """The answer's fields; `user` is the broker user the broker vouched for, if any."""
-        if await self._catalog.account(query.account_id) is None:
+    async def _answer(self, query: RelationQuery, envelope: Envelope) -> dict[str, Any]:
+        """The answer's fields; the envelope's user is the broker user the broker vouched
+        for, if any."""
+        account = await self._catalog.account(query.account_id)
+        if account is None:
             raise NotFound(f"account {query.account_id} not found")
+        account.check_message_size(envelope.body)
+        user = envelope.user_id
         if query.method == "single":
             return await self._single(query, user)
         if query.method == "list":

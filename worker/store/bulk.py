@@ -1,10 +1,5 @@
-"""Bulk writes in chunks small enough for every MongoDB-wire server.
-
-FerretDB 1.24 never answers an update command of 100 or more statements on existing documents
-with its SQLite handler, and leaves that database locked (measured; 99 statements take 0.6 s);
-with its PostgreSQL handler the limit is its connection pool (50 by default). Unordered chunks
-of BULK_CHUNK keep one round trip per chunk and work on MongoDB alike.
-"""
+"""Bulk writes in chunks the server takes (`worker.store.server`): unordered, one round trip
+per chunk, errors reported as one bulk would."""
 
 from __future__ import annotations
 
@@ -16,8 +11,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from worker.store.errors import duplicate_indexes
-
-BULK_CHUNK = 32
 
 
 @dataclass
@@ -34,14 +27,14 @@ class BulkCounts:
 
 
 async def bulk_write_chunked(
-    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any]
+    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any], chunk_size: int
 ) -> BulkCounts:
     """Unordered bulk writes, chunk by chunk. Write errors of every chunk are gathered into
     one BulkWriteError whose `index` values refer to `operations`, as one bulk would give."""
     counts = BulkCounts()
     errors: list[dict[str, Any]] = []
-    for start in range(0, len(operations), BULK_CHUNK):
-        chunk = list(operations[start : start + BULK_CHUNK])
+    for start in range(0, len(operations), chunk_size):
+        chunk = list(operations[start : start + chunk_size])
         details: Mapping[str, Any]
         try:
             result = await collection.bulk_write(chunk, ordered=False)
@@ -72,7 +65,7 @@ async def bulk_write_chunked(
 
 
 async def all_touched(
-    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any]
+    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any], chunk_size: int
 ) -> bool:
     """Write the operations; whether each one found or made its document.
 
@@ -82,7 +75,7 @@ async def all_touched(
     if not operations:
         return True
     try:
-        counts = await bulk_write_chunked(collection, operations)
+        counts = await bulk_write_chunked(collection, operations, chunk_size)
     except BulkWriteError as exc:
         duplicate_indexes(exc)  # re-raises anything but duplicates
         return False

@@ -27,6 +27,7 @@ from worker.domain.ports import Answered, Busy, Claim, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.markers import marker_of
+from worker.store.server import ServerTraits
 
 CLAIMS = "inbox"
 ANSWERS = "inbox_answers"
@@ -60,8 +61,11 @@ class WriteAhead:
 
 
 class MongoLedger:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], lease_seconds: float) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], lease_seconds: float, server: ServerTraits
+    ) -> None:
         self._db = db
+        self._server = server
         self._claims = db[CLAIMS]
         self._answers = db[ANSWERS]
         self._done = db[DONE]
@@ -183,7 +187,9 @@ class MongoLedger:
         except BulkWriteError as exc:
             existing = [documents[index] for index in sorted(duplicate_indexes(exc))]
             await bulk_write_chunked(
-                self._answers, [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing]
+                self._answers,
+                [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing],
+                self._server.bulk_chunk,
             )
 
     async def finish(self, command_ids: Sequence[str]) -> None:

@@ -15,6 +15,7 @@ from worker.store.errors import translated
 from worker.store.ledger import MongoLedger
 from worker.store.profiles import ProfileRepository
 from worker.store.relations import RelationRepository
+from worker.store.server import ServerTraits
 
 
 class MongoStore:
@@ -30,10 +31,11 @@ class MongoStore:
     ) -> None:
         self._client = client
         db = client[database]
+        self.server = ServerTraits()
         self.catalog = CatalogRepository(db)
-        self.ledger = MongoLedger(db, command_lease_seconds)
-        self.profiles = ProfileRepository(db, self.ledger)
-        self.relations = RelationRepository(db, self.ledger)
+        self.ledger = MongoLedger(db, command_lease_seconds, self.server)
+        self.profiles = ProfileRepository(db, self.ledger, self.server)
+        self.relations = RelationRepository(db, self.ledger, self.server)
         self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
 
     @classmethod
@@ -64,6 +66,9 @@ class MongoStore:
         )
 
     async def ensure_indexes(self) -> None:
+        """Prepare the database at start: learn the server's traits, create the indexes."""
+        async with translated():
+            await self.server.detect(self._client)
         await self.profiles.ensure_indexes()
         await self.ledger.ensure_indexes()
         await self.relations.ensure_indexes()

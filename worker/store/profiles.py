@@ -25,6 +25,7 @@ from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
 from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
 from worker.store.revisions import Revisions
+from worker.store.server import ServerTraits
 
 PROFILES = "profiles"
 CLAIMS = "profile_keys"
@@ -34,8 +35,11 @@ REVISIONS = "profile_revisions"
 class ProfileRepository:
     """Implements `worker.domain.ports.ProfileStore`."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits
+    ) -> None:
         self._ledger = ledger
+        self._server = server
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
         self._revisions = Revisions(db[REVISIONS])
@@ -105,7 +109,9 @@ class ProfileRepository:
                 for write, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
-            all_applied = await all_touched(self._profiles, operations) and all(eligible)
+            all_applied = await all_touched(
+                self._profiles, operations, self._server.bulk_chunk
+            ) and all(eligible)
             # When every operation matched or inserted, every marker is known to have landed
             # without reading the profiles back.
             landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
@@ -179,7 +185,7 @@ class ProfileRepository:
             for key in write.releases
         ]
         if releases:
-            await bulk_write_chunked(self._claims, releases)
+            await bulk_write_chunked(self._claims, releases, self._server.bulk_chunk)
 
 
 def _profile(doc: dict[str, Any]) -> Profile:

@@ -26,6 +26,7 @@ from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
 from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
 from worker.store.revisions import Revisions
+from worker.store.server import ServerTraits
 
 RELATIONS = "relations"
 CLAIMS = "relation_keys"
@@ -37,8 +38,11 @@ ID_BLOCK_SIZE = 100
 class RelationRepository:
     """Implements `worker.domain.ports.RelationStore`."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits
+    ) -> None:
         self._ledger = ledger
+        self._server = server
         self._relations = db[RELATIONS]
         self._claims = db[CLAIMS]
         self._revisions = Revisions(db[REVISIONS])
@@ -130,7 +134,9 @@ class RelationRepository:
                 for w, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
-            all_applied = await all_touched(self._relations, operations) and all(eligible)
+            all_applied = await all_touched(
+                self._relations, operations, self._server.bulk_chunk
+            ) and all(eligible)
             landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
         return ["applied" if ok else "conflict" for ok in landed]
 
@@ -162,6 +168,7 @@ class RelationRepository:
                     DeleteOne({"_id": w.relation.key, "relation_id": w.relation.relation_id})
                     for w in deletes
                 ],
+                self._server.bulk_chunk,
             )
 
     async def _landed(self, writes: Sequence[RelationWrite], markers: list[str]) -> list[bool]:

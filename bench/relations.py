@@ -1,6 +1,7 @@
 """Relation workloads: `strengthen` throughput and `get_counter` latency, with raw baselines.
 
     python -m bench.relations [--commands N] [--a-profiles A] [--b-profiles B] [--queries Q]
+                              [--mongodb-url URL]
 
 Profiles are seeded straight into the database: A profiles in the stores database (A side of
 relation type 1 in examples/catalog.yaml), B profiles in the customers database. Then:
@@ -10,6 +11,8 @@ relation type 1 in examples/catalog.yaml), B profiles in the customers database.
   by one `profile-worker run` process; the rate counts from its first result to its last;
 - queries: Q `get_counter` RPCs, one at a time, round robin over the A profiles (each has B
   relations), latency p50/p99; and the same store reads without the broker, for comparison.
+`--mongodb-url` runs all of it, the worker process included, on another MongoDB-wire server
+(as in bench.run); the default is the settings' URL.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient, UpdateOne
 
+from bench.mix import TOKEN
 from bench.run import (
     BATCH,
-    TOKEN,
     bench_settings,
     delete_topology,
     drain_with_worker,
@@ -42,6 +45,7 @@ from worker.runtime.client import CommandClient
 from worker.settings import Settings
 from worker.store.bulk import bulk_write_chunked
 from worker.store.mongo import MongoStore
+from worker.store.server import ServerTraits
 
 REL_ID, DB_A, DB_B = 1, 11, 10
 
@@ -107,8 +111,12 @@ def relation_document(n: int, now: datetime) -> dict[str, Any]:
 
 async def raw_database(settings: Settings, relations: int, count: int) -> float:
     """Bulk `$set` updates by `_id` over `relations` relation-shaped documents, in the chunks
-    the worker uses too (`worker.store.bulk`: FerretDB hangs on 100 updates in one command)."""
+    the worker uses on that server (`worker.store.server`: FerretDB hangs on 100 updates in one
+    command)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
+    server = ServerTraits()
+    await server.detect(client)
+    chunk_size = server.bulk_chunk
     collection = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]["relations"]
     now = datetime.now(UTC)
     for first in range(0, relations, 1000):
@@ -126,6 +134,7 @@ async def raw_database(settings: Settings, relations: int, count: int) -> float:
                 )
                 for n in range(first, min(first + BATCH, count))
             ],
+            chunk_size,
         )
     rate = count / (time.perf_counter() - started)
     await client.drop_database(collection.database.name)
@@ -159,11 +168,11 @@ async def store_latencies(store: MongoStore, a_ids: list[str], count: int) -> li
     for n in range(count):
         where = RelationFilter(1, rel_id=REL_ID, profile_id_a=a_ids[n % len(a_ids)])
         started = time.perf_counter()
-        await store.count_relations(where)
+        await store.relations.count_relations(where)
         for name in ("visits", "favourite"):
-            await store.count_relations(replace(where, having=name))
-        await store.property_sum(replace(where, having="visits"), "visits")
-        await store.top_relations(replace(where, having="visits"), "visits", 10)
+            await store.relations.count_relations(replace(where, having=name))
+        await store.relations.property_sum(replace(where, having="visits"), "visits")
+        await store.relations.top_relations(replace(where, having="visits"), "visits", 10)
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -177,10 +186,12 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def main(commands: int, a_count: int, b_count: int, queries: int) -> None:
-    settings = bench_settings()
+async def main(
+    commands: int, a_count: int, b_count: int, queries: int, mongodb_url: str | None
+) -> None:
+    settings = bench_settings(mongodb_url)
     store = MongoStore.from_settings(settings)
-    await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
+    await store.catalog.apply(load_catalog(Path("examples/catalog.yaml")))
     a_ids = await seed_profiles(store, settings, a_count, DB_A)
     b_ids = await seed_profiles(store, settings, b_count, DB_B)
     relations = a_count * b_count
@@ -229,5 +240,8 @@ if __name__ == "__main__":
     parser.add_argument("--a-profiles", type=int, default=10)
     parser.add_argument("--b-profiles", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
     args = parser.parse_args()
-    asyncio.run(main(args.commands, args.a_profiles, args.b_profiles, args.queries))
+    asyncio.run(
+        main(args.commands, args.a_profiles, args.b_profiles, args.queries, args.mongodb_url)
+    )

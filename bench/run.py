@@ -1,13 +1,19 @@
-"""Throughput harness: raw broker, raw database, then the worker end to end, in one run.
+"""Throughput harness: raw broker, raw database, a naive baseline, then the worker end to end.
 
-    python -m bench.run [--messages N]
+    python -m bench.run [--messages N] [--mongodb-url URL]
 
 Raw broker: consume + ack (grouped) + confirmed result publish (pipelined), no database.
 Raw database: bulk upserts of profile-shaped documents in batches of the worker's size.
+Naive baseline (bench/naive.py): the same mix consumed one message at a time (read, update or
+insert, publish with an awaited confirm, ack), as a first unbatched consumer would.
 Worker: N import commands (70 % new profiles, 30 % updates of them, half matched by email,
 half by the unique custom field `loyalty_id`; all with message ids) already
 queued; a worker process drains them; the rate counts from its first result to its last.
-Prints each rate and the worker's ratio to the lower raw rate, and the worker's peak RSS.
+Prints each rate, the worker's ratio to the lower raw rate and to the naive baseline, and the
+worker's peak RSS. `--mongodb-url` points every part, the worker process included
+(`PW_MONGODB_URL`), at another MongoDB-wire server, e.g. the mongo-java-server that
+`PW_MONGO_SERVER=mongo-java-server scripts/services.sh start` brings up (its `env` prints the
+URL as PW_BENCH_MONGODB_URL); the default is the settings' URL (PW_MONGODB_URL/MONGODB_URL).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import orjson
 from aio_pika import DeliveryMode, Message
 from pymongo import AsyncMongoClient, UpdateOne
 
+from bench.mix import commands
+from bench.naive import naive_rate
 from worker.cli import load_catalog
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare, routes
@@ -34,38 +42,6 @@ from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
 BATCH = 256
-TOKEN = "demo-crm-token-0123456789"
-
-
-def commands(count: int) -> list[tuple[str | None, dict[str, Any]]]:
-    """70 % creations, 30 % updates of already created profiles, spread through the stream;
-    updates alternate between email and custom (`loyalty_id`) matching."""
-    bodies: list[tuple[str | None, dict[str, Any]]] = []
-    created = 0
-    for n in range(count):
-        update = n % 10 >= 7 and created > 0
-        index = (n * 7919) % created if update else created
-        created += 0 if update else 1
-        body: dict[str, Any] = {"account_id": 1, "db_id": 10, "token": TOKEN}
-        if not update:
-            data = {
-                "_fname": f"Name{index}",
-                "city": "Bergen",
-                "age": 30,
-                "interests": "a, b",
-                "loyalty_id": f"L{index}",
-            }
-            body.update(email=f"bench{index}@example.com", data=data)
-        elif n % 2:
-            data = {"age": {"action": "incr", "value": 1}, "city": "Oslo"}
-            body.update(email=f"bench{index}@example.com", data=data)
-        else:
-            data = {"age": {"action": "incr", "value": 1}, "vip": True}
-            body.update(
-                matching="custom", field_name="loyalty_id", field_value=f"L{index}", data=data
-            )
-        bodies.append((uuid.uuid4().hex, body))
-    return bodies
 
 
 async def raw_broker(settings: Settings, count: int) -> float:
@@ -197,7 +173,7 @@ def peak_rss_mib(pid: int) -> float:
 
 async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, float]:
     store = MongoStore.from_settings(settings)
-    await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
+    await store.catalog.apply(load_catalog(Path("examples/catalog.yaml")))
     rate, process = await drain_with_worker(
         settings, settings.import_queue, settings.import_result_queue, commands(count)
     )
@@ -209,10 +185,11 @@ async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, floa
     return rate, rss
 
 
-def bench_settings() -> Settings:
-    """Settings with a database, queues and an events exchange of the run's own."""
+def bench_settings(mongodb_url: str | None = None) -> Settings:
+    """Settings with a database, queues and an events exchange of the run's own; `mongodb_url`,
+    when given, replaces the settings' server (spawned workers get it as PW_MONGODB_URL)."""
     suffix = uuid.uuid4().hex[:8]
-    return Settings(
+    settings = Settings(
         mongodb_database=f"bench_{suffix}",
         import_queue=f"bench_import.{suffix}",
         import_result_queue=f"bench_import_result.{suffix}",
@@ -223,23 +200,30 @@ def bench_settings() -> Settings:
         metrics_port=0,
         log_level="WARNING",
     )
+    return settings.model_copy(update={"mongodb_url": mongodb_url}) if mongodb_url else settings
 
 
-async def main(count: int) -> None:
-    settings = bench_settings()
+async def main(count: int, mongodb_url: str | None) -> None:
+    settings = bench_settings(mongodb_url)
     broker = await raw_broker(settings, count)
     database = await raw_database(settings, count)
+    naive = await naive_rate(settings, settings.mongodb_url, count)
     worker, rss = await worker_end_to_end(settings, count)
     await delete_topology(settings)
     lower = min(broker, database)
     print(f"messages            {count}")
+    print(f"mongodb             {settings.mongodb_url}")
     print(f"raw broker          {broker:8.0f} msg/s  (consume + grouped ack + confirmed publish)")
     print(f"raw database        {database:8.0f} doc/s  (bulk upsert, batches of {BATCH})")
+    print(f"naive baseline      {naive:8.0f} cmd/s  (one message at a time, confirm per message)")
     print(f"worker end to end   {worker:8.0f} cmd/s  ({worker / lower:.0%} of the lower raw rate)")
+    print(f"worker / naive      {worker / naive:8.1f} x")
     print(f"worker peak RSS     {rss:8.1f} MiB")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().messages))
+    parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.messages, arguments.mongodb_url))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,41 +24,30 @@ import orjson
 from bench.relations import DB_A, DB_B, seed_profiles, strengthen_commands
 from worker.cli import load_catalog
 from worker.domain.envelope import Envelope
+from worker.domain.ports import Stores
 from worker.domain.relation_commands import RelationProcessor
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
-TIMED = (
-    "lookup",
-    "begin",
-    "finish",
-    "owners",
-    "profiles",
-    "relations_by_keys",
-    "relations_by_ids",
-    "new_relation_ids",
-    "apply_relations",
-    "account",
-    "database",
-    "relation_types",
-    "resources",
-    "token",
-)
 
+def timed(stores: Stores, spent: dict[str, list[float]]) -> None:
+    """Wrap every port's public methods so each call adds its seconds to `spent`."""
+    for port_name, port in vars(stores).items():
+        for name in dir(port):
+            method = getattr(port, name)
+            if name.startswith("_") or not inspect.iscoroutinefunction(method):
+                continue
 
-def timed(store: MongoStore, spent: dict[str, list[float]]) -> None:
-    """Wrap the store's methods so each call adds its seconds to `spent`."""
-    for name in TIMED:
-        method: Callable[..., Awaitable[Any]] = getattr(store, name)
+            async def wrapper(
+                *args: Any, _method: Any = method, _name: str = f"{port_name}.{name}", **kw: Any
+            ) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await _method(*args, **kw)
+                finally:
+                    spent[_name].append(time.perf_counter() - started)
 
-        async def wrapper(*args: Any, _method: Any = method, _name: str = name, **kw: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await _method(*args, **kw)
-            finally:
-                spent[_name].append(time.perf_counter() - started)
-
-        setattr(store, name, wrapper)
+            setattr(port, name, wrapper)
 
 
 def envelopes(bodies: list[tuple[str | None, dict[str, Any]]]) -> list[Envelope]:
@@ -69,15 +58,16 @@ async def main(relations: int, batch: int) -> None:
     settings = Settings(mongodb_database=f"bench_profile_{uuid.uuid4().hex[:8]}")
     store = MongoStore.from_settings(settings)
     await store.ensure_indexes()
-    await store.apply_catalog(load_catalog(Path("examples/catalog.yaml")))
+    await store.catalog.apply(load_catalog(Path("examples/catalog.yaml")))
     a_ids = await seed_profiles(store, settings, 10, DB_A)
     b_ids = await seed_profiles(store, settings, max(1, relations // 10), DB_B)
-    processor = RelationProcessor(store, lambda: datetime.now(UTC), settings.max_message_bytes)
+    stores = store.ports()
+    processor = RelationProcessor(stores, lambda: datetime.now(UTC), settings.max_message_bytes)
     seed = strengthen_commands(relations, a_ids, b_ids)
     for first in range(0, len(seed), 256):
         await processor.process(envelopes(seed[first : first + 256]))
     spent: dict[str, list[float]] = defaultdict(list)
-    timed(store, spent)
+    timed(stores, spent)
     work = envelopes(strengthen_commands(batch, a_ids, b_ids))
     started = time.perf_counter()
     outcomes = await processor.process(work)
@@ -86,8 +76,8 @@ async def main(relations: int, batch: int) -> None:
     assert all(outcome.code == 0 for outcome in outcomes), outcomes[0]
     print(f"{batch} strengthen commands on {relations} existing relations: {total:.2f} s")
     for name, seconds in sorted(spent.items(), key=lambda item: -sum(item[1])):
-        print(f"  {name:20} {sum(seconds):7.2f} s  {len(seconds):4} calls")
-    print(f"  {'(outside the store)':20} {total - sum(map(sum, spent.values())):7.2f} s")
+        print(f"  {name:32} {sum(seconds):7.2f} s  {len(seconds):4} calls")
+    print(f"  {'(outside the store)':32} {total - sum(map(sum, spent.values())):7.2f} s")
     await store.drop(settings.mongodb_database)
     await store.close()
 

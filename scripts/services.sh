@@ -3,7 +3,7 @@
 #   RabbitMQ from Debian's rabbitmq-server package, and FerretDB (MongoDB wire protocol,
 #   SQLite handler) built once from the Go module proxy and cached.
 # With a reachable Docker engine and PW_SERVICES=docker it uses docker compose instead.
-# Usage: scripts/services.sh start|stop|status|env
+# Usage: scripts/services.sh start|stop [mongo-java-server]|status|env
 #
 # Opt-in, for benchmarks: PW_FERRETDB_BACKEND=postgresql makes `start` also bring up PostgreSQL
 # (Debian's package; its own cluster "profile_worker" on 127.0.0.1:${PW_PG_PORT:-5433}, database
@@ -16,6 +16,32 @@
 # FerretDB it started earlier runs the other backend; switch with `stop`, then `start`.
 # `stop` stops FerretDB whatever its backend, and the PostgreSQL cluster too if it is running.
 # `status` adds the FerretDB backend and PostgreSQL's state once the cluster exists.
+#
+# Opt-in, for benchmarks: PW_MONGO_SERVER=mongo-java-server makes `start` also bring up
+# mongo-java-server 1.47.0 (Java, in-memory backend) on 127.0.0.1:${PW_MJS_PORT:-27018}, beside
+# FerretDB, which keeps 27017 and MONGODB_URL (the tests use it). Its jars come from Maven
+# Central through `mvn dependency:copy-dependencies` and the launcher
+# (scripts/mongo-java-server/Launcher.java, which reports MongoDB 5.0 / wire version 13: the
+# library's own default, wire version 8, is refused by PyMongo >= 4.14) is compiled with javac,
+# both once, into $CACHE_DIR/mongo-java-server. `env` then also prints PW_BENCH_MONGODB_URL, for
+# `python -m bench.run --mongodb-url ...`. `stop` stops it with the rest; `stop mongo-java-server`
+# stops only it. Its data is in memory only: gone when it stops. PW_MJS_JAVA_OPTS sets the JVM's
+# options (default -Xmx4g). Log: $CACHE_DIR/mongo-java-server.log.
+# Known limits of mongo-java-server 1.47.0, checked with PyMongo 4.20 (its semantics are its own,
+# like FerretDB's; figures for 50 000 small documents):
+#   - no `explain` command (CommandNotFound), so no query plans to inspect; no `hello` command
+#     either (PyMongo does not need it: the server sends no helloOk, so it keeps isMaster);
+#   - an index serves a filter only when the filter is exactly equality or `$in` on all the
+#     keys of `_id` or of a unique index (a dotted path such as fields.loyalty_id included:
+#     `$in` of 256 values ≈ 8 ms). Anything else scans the collection: one more condition
+#     (`{_id: {$in: ids}, db_id: 10}`), ranges, a prefix of a compound index, and keys with
+#     only a non-unique index or none (a dotted-path `$in` then too); a scanning `$in` costs
+#     documents × values (256 values ≈ 1 s, against ≈ 6 ms on `_id` alone);
+#   - no `$count` accumulator in `$group` ("unknown group operator"; `$sum: 1` works, and so
+#     does the `$count` stage); `$group` computes every accumulator (unlike FerretDB 1.24);
+#   - no sessions, hence no transactions; TTL indexes are accepted but nothing expires;
+#   - every failed command is logged with its stack trace (even a `drop` of a missing
+#     collection), so the log grows with errors.
 set -euo pipefail
 
 FERRETDB_VERSION="v1.24.2"
@@ -64,8 +90,45 @@ DO \$\$ BEGIN
       EXECUTE FUNCTION public.pw_index_ferretdb_ids();
   END IF;
 END \$\$;"
+MONGO_SERVER="${PW_MONGO_SERVER:-ferretdb}" # ferretdb, or mongo-java-server (also started)
+MJS_VERSION=1.47.0
+MJS_SLF4J_VERSION=2.0.17 # the slf4j-api mongo-java-server 1.47.0 depends on; simple provider
+MJS_PORT="${PW_MJS_PORT:-27018}"
+MJS_JAVA_OPTS="${PW_MJS_JAVA_OPTS:--Xmx4g}"
+MJS_DIR="$CACHE_DIR/mongo-java-server"
+MJS_LIB="$MJS_DIR/lib-$MJS_VERSION"
+MJS_CLASSES="$MJS_DIR/classes"
+MJS_SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/mongo-java-server/Launcher.java"
+MJS_PIDFILE="$CACHE_DIR/mongo-java-server.pid"
+MJS_LOG="$CACHE_DIR/mongo-java-server.log"
+MJS_POM="<project xmlns=\"http://maven.apache.org/POM/4.0.0\">
+  <!-- written by scripts/services.sh: the runtime jars of mongo-java-server -->
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.profile-worker</groupId>
+  <artifactId>mongo-java-server-runtime</artifactId>
+  <version>$MJS_VERSION</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>de.bwaldvogel</groupId>
+      <artifactId>mongo-java-server</artifactId>
+      <version>$MJS_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>de.bwaldvogel</groupId>
+      <artifactId>mongo-java-server-memory-backend</artifactId>
+      <version>$MJS_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-simple</artifactId>
+      <version>$MJS_SLF4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>"
 AMQP_URL_SERVED="amqp://guest:guest@127.0.0.1:${AMQP_PORT}/"
 MONGODB_URL_SERVED="mongodb://127.0.0.1:${MONGO_PORT}/"
+MJS_URL_SERVED="mongodb://127.0.0.1:${MJS_PORT}/"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -245,6 +308,73 @@ stop_ferretdb() {
   fi
 }
 
+install_java_tools() {
+  command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && return 0
+  log "installing a JDK and Maven from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless maven >/dev/null
+}
+
+build_mongo_java_server() { # jars once per version; the launcher again whenever its source changes
+  install_java_tools
+  mkdir -p "$MJS_DIR"
+  if [ ! -f "$MJS_LIB/.complete" ]; then
+    log "fetching mongo-java-server $MJS_VERSION and its dependencies from Maven Central (once; cached in $MJS_DIR)"
+    printf '%s\n' "$MJS_POM" >"$MJS_DIR/pom.xml"
+    rm -rf "$MJS_LIB.tmp"
+    mvn -B -f "$MJS_DIR/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$MJS_LIB.tmp" >"$MJS_DIR/mvn.log" 2>&1 ||
+      { tail -n 30 "$MJS_DIR/mvn.log" >&2; log "could not fetch mongo-java-server's jars (log: $MJS_DIR/mvn.log)"; return 1; }
+    rm -rf "$MJS_LIB" && mv "$MJS_LIB.tmp" "$MJS_LIB" && touch "$MJS_LIB/.complete"
+  fi
+  local digest
+  digest=$(sha256sum "$MJS_SOURCE" | cut -d' ' -f1)
+  if [ "$(cat "$MJS_CLASSES/.source-sha256" 2>/dev/null)" != "$digest" ]; then
+    log "compiling $MJS_SOURCE"
+    rm -rf "$MJS_CLASSES.tmp" && mkdir -p "$MJS_CLASSES.tmp"
+    javac -nowarn -d "$MJS_CLASSES.tmp" -cp "$MJS_LIB/*" "$MJS_SOURCE"
+    echo "$digest" >"$MJS_CLASSES.tmp/.source-sha256"
+    rm -rf "$MJS_CLASSES" && mv "$MJS_CLASSES.tmp" "$MJS_CLASSES"
+  fi
+}
+
+running_mongo_java_server() { # the pid of the mongo-java-server this script started, if it runs
+  local pid
+  [ -f "$MJS_PIDFILE" ] && pid=$(cat "$MJS_PIDFILE") && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ' Launcher ' && echo "$pid"
+  return 0
+}
+
+start_mongo_java_server() {
+  if port_open "$MJS_PORT"; then
+    if [ -n "$(running_mongo_java_server)" ]; then
+      log "mongo-java-server already running on 127.0.0.1:$MJS_PORT"; return 0
+    fi
+    log "port $MJS_PORT is taken by another server; choose another with PW_MJS_PORT"; return 1
+  fi
+  build_mongo_java_server
+  log "starting mongo-java-server $MJS_VERSION on 127.0.0.1:$MJS_PORT (in-memory backend)"
+  # shellcheck disable=SC2086 # the JVM options are a list on purpose
+  nohup java $MJS_JAVA_OPTS -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -Dorg.slf4j.simpleLogger.showDateTime=true \
+    -cp "$MJS_CLASSES:$MJS_LIB/*" Launcher 127.0.0.1 "$MJS_PORT" \
+    >"$MJS_LOG" 2>&1 </dev/null &
+  echo $! >"$MJS_PIDFILE"
+  wait_for_port "$MJS_PORT" 60 || { log "mongo-java-server did not start; see $MJS_LOG"; return 1; }
+  log "mongo-java-server is up ($MJS_URL_SERVED)"
+}
+
+stop_mongo_java_server() {
+  local pid i
+  pid=$(running_mongo_java_server)
+  if [ -n "$pid" ]; then
+    kill "$pid"
+    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    log "mongo-java-server stopped"
+  fi
+  rm -f "$MJS_PIDFILE"
+}
+
 stop_rabbitmq() {
   if command -v rabbitmqctl >/dev/null 2>&1 && as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     as_root rabbitmqctl -q shutdown >/dev/null 2>&1 || as_root rabbitmqctl -q stop >/dev/null 2>&1 || true
@@ -259,6 +389,7 @@ use_docker() {
 print_env() {
   echo "AMQP_URL=$AMQP_URL_SERVED"
   echo "MONGODB_URL=$MONGODB_URL_SERVED"
+  if [ "$MONGO_SERVER" = mongo-java-server ]; then echo "PW_BENCH_MONGODB_URL=$MJS_URL_SERVED"; fi
 }
 
 case "${1:-}" in
@@ -266,6 +397,10 @@ case "${1:-}" in
     case "$FERRETDB_BACKEND" in
       sqlite | postgresql) ;;
       *) log "PW_FERRETDB_BACKEND must be sqlite or postgresql, not '$FERRETDB_BACKEND'"; exit 2 ;;
+    esac
+    case "$MONGO_SERVER" in
+      ferretdb | mongo-java-server) ;;
+      *) log "PW_MONGO_SERVER must be ferretdb or mongo-java-server, not '$MONGO_SERVER'"; exit 2 ;;
     esac
     if use_docker; then
       docker compose -f "$(dirname "$0")/../docker-compose.yml" up -d rabbitmq mongodb
@@ -275,9 +410,16 @@ case "${1:-}" in
       if [ "$FERRETDB_BACKEND" = postgresql ]; then start_postgresql; fi
       start_ferretdb
     fi
+    if [ "$MONGO_SERVER" = mongo-java-server ]; then start_mongo_java_server; fi
     print_env
     ;;
   stop)
+    case "${2:-}" in
+      "") ;;
+      mongo-java-server) stop_mongo_java_server; exit 0 ;;
+      *) echo "usage: $0 stop [mongo-java-server]" >&2; exit 2 ;;
+    esac
+    stop_mongo_java_server
     if use_docker; then docker compose -f "$(dirname "$0")/../docker-compose.yml" down; else stop_ferretdb; stop_postgresql; stop_rabbitmq; fi
     ;;
   status)
@@ -290,7 +432,14 @@ case "${1:-}" in
       port_open "$pg_port" && echo "postgresql: up (127.0.0.1:$pg_port, database $PG_DATABASE)" ||
         echo "postgresql: down"
     fi
+    if [ "$MONGO_SERVER" = mongo-java-server ] || [ -f "$MJS_PIDFILE" ]; then
+      if [ -n "$(running_mongo_java_server)" ] && port_open "$MJS_PORT"; then
+        echo "mongo-java-server: up ($MJS_URL_SERVED)"
+      else
+        echo "mongo-java-server: down"
+      fi
+    fi
     ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop [mongo-java-server]|status|env" >&2; exit 2 ;;
 esac

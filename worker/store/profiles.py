@@ -62,8 +62,9 @@ class ProfileRepository:
             return {}
         ids = [ObjectId(profile_id) for profile_id in profile_ids]
         async with translated():
-            docs = await self._profiles.find({"_id": {"$in": ids}, "db_id": db_id}).to_list()
-        return {str(doc["_id"]): _profile(doc) for doc in docs}
+            # `_id` alone: a compound filter makes mongo-java-server scan (bench/RESULTS.md).
+            docs = await self._profiles.find({"_id": {"$in": ids}}).to_list()
+        return {str(doc["_id"]): _profile(doc) for doc in docs if doc["db_id"] == db_id}
 
     async def matching(self, db_id: int, field: str, value: Any, *, all_of: bool) -> list[str]:
         condition = {"$all": value} if all_of else value

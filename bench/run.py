@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 import uuid
@@ -126,6 +127,27 @@ async def delete_topology(settings: Settings) -> None:
         await channel.exchange_delete(settings.events_exchange)
 
 
+async def profiled(pid: int) -> asyncio.subprocess.Process | None:
+    """With PW_BENCH_PROFILE=FILE, py-spy samples the worker into collapsed stacks in FILE
+    until the queue is drained (bench/RESULTS.md has the breakdown)."""
+    target = os.environ.get("PW_BENCH_PROFILE")
+    if not target:
+        return None
+    return await asyncio.create_subprocess_exec(
+        "py-spy",
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "-o",
+        target,
+        "--pid",
+        str(pid),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+
+
 async def drain_with_worker(
     settings: Settings,
     queue: str,
@@ -144,6 +166,7 @@ async def drain_with_worker(
         await client.send_many(queue, bodies, reply=False)
     env = {**os.environ, **settings.as_environment()}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run", env=env)
+    sampler = await profiled(process.pid)
     results = await channel.get_queue(result_queue)
     received, errors, first_at = 0, 0, 0.0
     async with results.iterator() as stream:
@@ -156,6 +179,9 @@ async def drain_with_worker(
             if received == len(bodies):
                 break
     elapsed = time.perf_counter() - first_at
+    if sampler is not None:
+        sampler.send_signal(signal.SIGINT)
+        await sampler.wait()
     await connection.close()
     if errors:
         process.terminate()

@@ -32,8 +32,10 @@ class CatalogReader(CredentialReader, Protocol):
     async def relation_types(self, account_id: int) -> tuple[RelationType, ...]: ...
 
 
-WriteStatus = Literal["applied", "conflict"]
-"""`conflict`: another writer changed the document since it was read; plan again."""
+WriteStatus = Literal["applied", "conflict", "landed_before"]
+"""`conflict`: another writer changed the document since it was read; plan again.
+`landed_before`: the command's effect was already on the document (an earlier owner of the
+command wrote it): nothing was written, and the ledger holds the answer that goes with it."""
 
 
 class ProfileStore(Protocol):
@@ -61,8 +63,8 @@ class ProfileStore(Protocol):
         """Make writes touching distinct profiles land, each at most once per command.
 
         Each write is planned on `write.before` as it was read; it applies only if the profile
-        is still as read, and never a second time for the same `command_id`. The write's
-        answer is recorded with it, so a copy of the command answers the same.
+        is still as read, and never a second time for the same `command_id` (`landed_before`).
+        The write's answer is recorded with it, so a copy of the command answers the same.
         """
         ...
 

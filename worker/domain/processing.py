@@ -224,15 +224,29 @@ class CommandProcessor(ABC, Generic[K]):
         if not planned:
             return []
         statuses = await write([w for _, w in planned])
-        conflicts = []
+        conflicts, landed_before = [], []
         for (job, planned_write), status in zip(planned, statuses, strict=True):
             if status == "applied":
                 outcomes[job.index] = Outcome(
                     planned_write.result, planned_write.events, dedup_id=job.dedup_id
                 )
+            elif status == "landed_before":
+                landed_before.append(job)
             else:
                 conflicts.append(job)
+        await self._answer_as_recorded(landed_before, outcomes)
         return conflicts
+
+    async def _answer_as_recorded(self, jobs: list[K], outcomes: list[Outcome | None]) -> None:
+        """Commands an earlier owner had applied: the ledger holds what they answer."""
+        ids = [job.dedup_id for job in jobs if job.dedup_id is not None]
+        claims = await self._stores.ledger.claim(ids, self._owner) if ids else {}
+        for job in jobs:
+            claim = claims.get(job.dedup_id) if job.dedup_id else None
+            if isinstance(claim, Answered):
+                outcomes[job.index] = claimed_outcome(claim, job.dedup_id)
+            else:  # the record is not there yet: come back for it
+                outcomes[job.index] = Outcome(result={}, defer="an earlier owner's answer")
 
     async def _guarded(
         self,

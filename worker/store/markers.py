@@ -9,13 +9,15 @@ change (`incr`, `strengthen`) is never applied twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.domain.identity import short_hash
-from worker.domain.profiles import Profile
-from worker.domain.relations import Relation
+from worker.domain.ports import WriteStatus
+from worker.domain.profiles import Profile, ProfileWrite
+from worker.domain.relations import Relation, RelationWrite
 
 MAX_MARKERS = 16
 """Markers kept per document; they matter only until the ledger says done."""
@@ -43,6 +45,31 @@ def stamp_of(read: Profile | Relation | None) -> Stamp:
     """The stamp the store put on a profile or relation it read (a blank one for None)."""
     stamp = read.stamp if read is not None else None
     return stamp if isinstance(stamp, Stamp) else Stamp()
+
+
+W = TypeVar("W", ProfileWrite, RelationWrite)
+
+
+async def unless_landed_before(
+    writes: Sequence[W], write_fresh: Callable[[list[W]], Awaitable[list[WriteStatus]]]
+) -> list[WriteStatus]:
+    """Write only what did not land before: a write planned on a read that already carries its
+    command's marker (an earlier owner's write landed) is `landed_before`, untouched."""
+    before = [
+        w.command_id is not None and marker_of(w.command_id) in stamp_of(w.before).markers
+        for w in writes
+    ]
+    fresh = [write for write, landed in zip(writes, before, strict=True) if not landed]
+    statuses = iter(await write_fresh(fresh) if fresh else [])
+    return ["landed_before" if landed else next(statuses) for landed in before]
+
+
+def landing(attempted: bool, marked: bool) -> WriteStatus:
+    """What a write read back after the bulk means: its own marker on its document after its
+    operation was sent is its write; the marker without its operation, an earlier owner's."""
+    if not marked:
+        return "conflict"
+    return "applied" if attempted else "landed_before"
 
 
 def marker_of(command_id: str | None) -> str:

@@ -23,7 +23,14 @@ from worker.domain.profiles import Profile, ProfileWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
-from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
+from worker.store.markers import (
+    Stamp,
+    landing,
+    marker_of,
+    marker_time,
+    stamp_of,
+    unless_landed_before,
+)
 from worker.store.revisions import Revisions
 from worker.store.server import ServerTraits
 
@@ -88,6 +95,9 @@ class ProfileRepository:
             return await self._profiles.count_documents({"account_id": account_id})
 
     async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
+        return await unless_landed_before(writes, self._write_fresh)
+
+    async def _write_fresh(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
         """Answers ahead, then claims, revisions, the profile writes, and which markers landed.
 
         Each answer is written ahead into the ledger before its write, so an owner taking the
@@ -115,9 +125,15 @@ class ProfileRepository:
             ) and all(eligible)
             # When every operation matched or inserted, every marker is known to have landed
             # without reading the profiles back.
-            landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
-            await self._release([w for w, ok in zip(writes, landed, strict=True) if ok])
-        return ["applied" if ok else "conflict" for ok in landed]
+            statuses: list[WriteStatus] = (
+                ["applied"] * len(writes)
+                if all_applied
+                else await self._landed(writes, markers, eligible)
+            )
+            await self._release(
+                [w for w, status in zip(writes, statuses, strict=True) if status == "applied"]
+            )
+        return statuses
 
     async def _take_revisions(
         self, writes: Sequence[ProfileWrite], claimed: list[bool], now: datetime
@@ -170,13 +186,15 @@ class ProfileRepository:
                     ok[index] = False
         return ok
 
-    async def _landed(self, writes: Sequence[ProfileWrite], markers: list[str]) -> list[bool]:
+    async def _landed(
+        self, writes: Sequence[ProfileWrite], markers: list[str], attempted: list[bool]
+    ) -> list[WriteStatus]:
         ids = [ObjectId(write.profile_id) for write in writes]
         docs = await self._profiles.find({"_id": {"$in": ids}}, {"_applied": 1}).to_list()
         applied = {str(doc["_id"]): doc.get("_applied") or {} for doc in docs}
         return [
-            marker in applied.get(write.profile_id, {})
-            for write, marker in zip(writes, markers, strict=True)
+            landing(sent, marker in applied.get(write.profile_id, {}))
+            for write, marker, sent in zip(writes, markers, attempted, strict=True)
         ]
 
     async def _release(self, writes: Sequence[ProfileWrite]) -> None:

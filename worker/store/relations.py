@@ -24,7 +24,14 @@ from worker.domain.relations import Relation, RelationWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
-from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
+from worker.store.markers import (
+    Stamp,
+    landing,
+    marker_of,
+    marker_time,
+    stamp_of,
+    unless_landed_before,
+)
 from worker.store.revisions import Revisions
 from worker.store.server import ServerTraits
 
@@ -99,6 +106,9 @@ class RelationRepository:
                     continue
 
     async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
+        return await unless_landed_before(writes, self._write_fresh)
+
+    async def _write_fresh(self, writes: list[RelationWrite]) -> list[WriteStatus]:
         """Answers ahead, claims for creations, revisions for the rest, then the writes.
 
         A deletion releases its claim before removing the document, so a creation racing with
@@ -137,8 +147,9 @@ class RelationRepository:
             all_applied = await all_touched(
                 self._relations, operations, self._server.bulk_chunk
             ) and all(eligible)
-            landed = [True] * len(writes) if all_applied else await self._landed(writes, markers)
-        return ["applied" if ok else "conflict" for ok in landed]
+            if all_applied:
+                return ["applied"] * len(writes)
+            return await self._landed(writes, markers, eligible)
 
     async def _claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
         """Claim the key of every creation; False where the key names another relation."""
@@ -171,17 +182,20 @@ class RelationRepository:
                 self._server.bulk_chunk,
             )
 
-    async def _landed(self, writes: Sequence[RelationWrite], markers: list[str]) -> list[bool]:
+    async def _landed(
+        self, writes: Sequence[RelationWrite], markers: list[str], attempted: list[bool]
+    ) -> list[WriteStatus]:
         """Deletions landed if the relation is gone; the rest if it carries their marker."""
         present = await self.relations_by_ids([write.relation.relation_id for write in writes])
-        landed = []
-        for write, marker in zip(writes, markers, strict=True):
+        statuses: list[WriteStatus] = []
+        for write, marker, sent in zip(writes, markers, attempted, strict=True):
             relation = present.get(write.relation.relation_id)
             if write.kind == "delete":
-                landed.append(relation is None)
+                statuses.append(landing(sent, relation is None))
             else:
-                landed.append(relation is not None and marker in stamp_of(relation).markers)
-        return landed
+                marked = relation is not None and marker in stamp_of(relation).markers
+                statuses.append(landing(sent, marked))
+        return statuses
 
     async def forget_revisions_before(self, moment: datetime) -> None:
         async with translated():
@@ -201,10 +215,12 @@ class RelationRepository:
             order = [("priority", -1), ("_id", 1)]
             if after is not None:
                 priority, relation_id = after
-                query["$or"] = [
+                beyond = [
                     {"priority": {"$lt": priority}},
                     {"priority": priority, "_id": {"$gt": relation_id}},
                 ]
+                # `$and`: the filter may have an `$or` of its own (a contact on either side).
+                query = {"$and": [query, {"$or": beyond}]}
         else:
             order = [("_id", 1)]
             if after is not None:

@@ -1,0 +1,65 @@
+"""The stores the contract suite runs against (see `tests/contract/conftest.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from tests.integration.services import ServiceUrls
+from tests.support import CATALOG, ManualClock
+from worker.domain.ports import Stores
+from worker.settings import Settings
+from worker.store.memory import MemoryStore
+from worker.store.mongo import MongoStore
+
+SHORT_LEASE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    stores: Stores
+    """A worker process's view, with a production-length command lease."""
+    dying: Stores
+    """Another process on the same data, whose command claims end as soon as `outlive` says."""
+    outlive: Callable[[], Awaitable[None]]
+    """Let every claim taken through `dying` reach the end of its lease."""
+
+
+async def memory_backend() -> AsyncIterator[Backend]:
+    clock = ManualClock()
+    store = MemoryStore(clock=clock, command_lease_seconds=60)
+    await store.catalog.apply(CATALOG)
+
+    async def outlive() -> None:
+        clock.advance(61)
+
+    yield Backend("memory", store.ports(), store.ports(), outlive)
+
+
+async def mongo_backend(services: ServiceUrls) -> AsyncIterator[Backend]:
+    settings = Settings(
+        mongodb_url=services.mongodb_url,
+        mongodb_database=f"pw_contract_{uuid.uuid4().hex[:10]}",
+        catalog_cache_seconds=0,
+        command_lease_seconds=60,
+    )
+    store = MongoStore.from_settings(settings)
+    dying = MongoStore.from_settings(
+        settings.model_copy(update={"command_lease_seconds": SHORT_LEASE_SECONDS})
+    )
+    await store.ensure_indexes()
+    await dying.ensure_indexes()
+    await store.catalog.apply(CATALOG)
+
+    async def outlive() -> None:
+        await asyncio.sleep(SHORT_LEASE_SECONDS * 2)
+
+    try:
+        yield Backend("mongo", store.ports(), dying.ports(), outlive)
+    finally:
+        await store.drop(settings.mongodb_database)
+        await store.close()
+        await dying.close()

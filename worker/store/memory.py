@@ -1,0 +1,128 @@
+"""An in-memory store implementing the domain's ports with the MongoDB store's semantics.
+
+It keeps what `worker.store` keeps (catalog, profiles and their unique-key claims, relations
+and their key claims, the command ledger) in dicts, and lands writes the same way: answers
+written ahead into the ledger, claims of unique keys with stale-owner takeover, a write that
+applies only while its document is still at the version it was read at, and the command's
+marker on every document it changes, so a copy of a command never applies twice. Leases are
+measured on an injectable clock, so tests can end one without sleeping. The same contract
+tests (`tests/contract`) run against this store and the MongoDB one.
+
+No call awaits anything inside, so each call is atomic with respect to other tasks, as one
+bulk round trip would be from the caller's point of view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from worker.domain.catalog import (
+    Account,
+    BrokerUser,
+    CatalogFile,
+    Database,
+    RelationType,
+    Resource,
+    Token,
+)
+from worker.domain.ports import Stores
+from worker.store.memory_ledger import Clock, Document, MemoryLedger, utc_now
+from worker.store.memory_profiles import MemoryProfiles
+from worker.store.memory_relations import MemoryRelations
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MemoryCatalog:
+    """Implements `worker.domain.ports.CatalogReader`; `apply` loads a catalog file."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[int, Account] = {}
+        self.databases: dict[int, Database] = {}
+        self.resource_entries: dict[int, Resource] = {}
+        self.relation_type_entries: dict[int, RelationType] = {}
+        self.tokens: dict[str, Token] = {}
+        self.broker_users: dict[str, BrokerUser] = {}
+
+    async def account(self, account_id: int) -> Account | None:
+        return self.accounts.get(account_id)
+
+    async def database(self, db_id: int) -> Database | None:
+        return self.databases.get(db_id)
+
+    async def token(self, token_sha256: str) -> Token | None:
+        return self.tokens.get(token_sha256)
+
+    async def broker_user(self, user: str) -> BrokerUser | None:
+        return self.broker_users.get(user)
+
+    async def resources(self, account_id: int) -> tuple[Resource, ...]:
+        return tuple(r for r in self.resource_entries.values() if r.account_id == account_id)
+
+    async def relation_types(self, account_id: int) -> tuple[RelationType, ...]:
+        return tuple(t for t in self.relation_type_entries.values() if t.account_id == account_id)
+
+    async def apply(self, catalog: CatalogFile) -> dict[str, int]:
+        """Upsert every entry of the file; entries not in the file are left alone."""
+        _upsert(self.accounts, catalog.accounts, lambda e: e.account_id)
+        _upsert(self.databases, catalog.databases, lambda e: e.db_id)
+        _upsert(self.resource_entries, catalog.resources, lambda e: e.resource_id)
+        _upsert(self.relation_type_entries, catalog.relation_types, lambda e: e.rel_id)
+        tokens = tuple(entry.stored() for entry in catalog.tokens)
+        _upsert(self.tokens, tokens, lambda e: e.token_sha256)
+        _upsert(self.broker_users, catalog.broker_users, lambda e: e.user)
+        return {
+            "accounts": len(catalog.accounts),
+            "databases": len(catalog.databases),
+            "resources": len(catalog.resources),
+            "relation_types": len(catalog.relation_types),
+            "tokens": len(tokens),
+            "broker_users": len(catalog.broker_users),
+        }
+
+    async def entries(self, kind: str) -> list[BaseModel]:
+        """All entries of one kind, in id order."""
+        kinds: dict[str, Mapping[Any, BaseModel]] = {
+            "accounts": self.accounts,
+            "databases": self.databases,
+            "resources": self.resource_entries,
+            "relation_types": self.relation_type_entries,
+            "tokens": self.tokens,
+            "broker_users": self.broker_users,
+        }
+        entries = kinds[kind]
+        return [entries[key] for key in sorted(entries)]
+
+
+def _upsert(into: dict[Any, M], items: Iterable[M], key: Callable[[M], Any]) -> None:
+    for item in items:
+        into[key(item)] = item
+
+
+class MemoryStore:
+    """Everything the worker keeps, in memory: the ports of `worker.store.mongo.MongoStore`."""
+
+    def __init__(self, *, clock: Clock = utc_now, command_lease_seconds: float = 60.0) -> None:
+        self.catalog = MemoryCatalog()
+        documents: dict[str, Mapping[Any, Document]] = {}
+        self.ledger = MemoryLedger(clock, command_lease_seconds, documents)
+        self.profiles = MemoryProfiles(clock, self.ledger)
+        self.relations = MemoryRelations(clock, self.ledger)
+        documents.update(profiles=self.profiles.documents, relations=self.relations.documents)
+
+    def ports(self) -> Stores:
+        """The domain's view of this store."""
+        return Stores(
+            catalog=self.catalog,
+            profiles=self.profiles,
+            relations=self.relations,
+            ledger=self.ledger,
+        )
+
+    async def forget_before(self, moment: datetime) -> int:
+        """Sweep the ledger entries older than `moment`."""
+        return await self.ledger.forget_before(moment)

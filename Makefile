@@ -29,8 +29,9 @@ typecheck:
 test: bootstrap services lint typecheck
 	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered
 
+## pure logic, and the processors and store contract on the in-memory store: no services needed
 unit: bootstrap
-	$(VENV)/pytest tests/unit
+	$(VENV)/pytest tests/unit tests/contract -m "not integration"
 
 integration: bootstrap services
 	env $(SERVICES_ENV) $(VENV)/pytest tests/integration

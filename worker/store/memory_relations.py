@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from worker.domain.ports import RelationFilter, WriteStatus
-from worker.domain.relations import Relation, RelationWrite
+from worker.domain.relations import INT64, Relation, RelationWrite
 from worker.store.markers import marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
@@ -19,8 +19,6 @@ from worker.store.memory_ledger import (
     read_stamped,
     still_as_read,
 )
-
-INT64 = range(-(2**63), 2**63)
 
 
 class MemoryRelations:

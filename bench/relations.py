@@ -40,7 +40,7 @@ from bench.run import (
     raw_broker,
 )
 from worker.cli import load_catalog
-from worker.domain.ports import RelationFilter
+from worker.domain.shared.ports import RelationFilter
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
 from worker.store.bulk import bulk_write_chunked

@@ -24,8 +24,8 @@ import orjson
 from bench.relations import DB_A, DB_B, seed_profiles, strengthen_commands
 from worker.cli import load_catalog
 from worker.domain.envelope import Envelope
-from worker.domain.ports import Stores
-from worker.domain.relation_commands import RelationProcessor
+from worker.domain.relations.processor import RelationProcessor
+from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 

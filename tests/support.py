@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.domain.catalog import CatalogFile
+from worker.domain.shared.catalog import CatalogFile
 
 TOKEN = "unit-write-token-0123456789"
 READ_TOKEN = "unit-read-token-0123456789"

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from worker.domain.catalog import CatalogFile, TokenEntry
+from worker.domain.shared.catalog import CatalogFile, TokenEntry
 from worker.observability import configure_logging, serve_metrics
 from worker.settings import Settings
 

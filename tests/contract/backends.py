@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tests.integration.services import ServiceUrls
 from tests.support import CATALOG, ManualClock
-from worker.domain.ports import Stores
+from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.memory import MemoryStore
 from worker.store.mongo import MongoStore

@@ -14,7 +14,7 @@ import pytest
 
 from tests.contract.backends import Backend, memory_backend, mongo_backend
 from tests.integration.services import ServiceUrls, service_urls
-from worker.domain.ports import Stores
+from worker.domain.shared.ports import Stores
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from tests.contract.writes import (
     relation,
     relation_write,
 )
-from worker.domain.identity import new_profile_id
-from worker.domain.ports import Answered, Busy, Stores, Yours
-from worker.domain.profiles import FieldChanges
+from worker.domain.shared.identity import new_profile_id
+from worker.domain.shared.ports import Answered, Busy, Stores, Yours
+from worker.domain.shared.profiles import FieldChanges
 
 A, B = "a" * 24, "b" * 24
 REFUSAL = {"error": 404, "error_text": "profile not found"}

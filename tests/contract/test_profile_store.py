@@ -8,9 +8,9 @@ import pytest
 
 from tests.contract.backends import Backend
 from tests.contract.writes import DB, LANDED, created, email_key, profile_write, read
-from worker.domain.identity import new_profile_id
-from worker.domain.ports import Stores
-from worker.domain.profiles import FieldChanges, unique_key
+from worker.domain.shared.identity import new_profile_id
+from worker.domain.shared.ports import Stores
+from worker.domain.shared.profiles import FieldChanges, unique_key
 
 
 async def test_a_creation_is_read_back_with_its_claims(stores: Stores) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from tests.contract.backends import Backend
 from tests.contract.writes import LANDED, attached, relation, relation_write
-from worker.domain.identity import new_profile_id
-from worker.domain.ports import RelationFilter, Stores
-from worker.domain.relations import relation_key
+from worker.domain.shared.identity import new_profile_id
+from worker.domain.shared.ports import RelationFilter, Stores
+from worker.domain.shared.relations import relation_key
 
 A, B, C = "a" * 24, "b" * 24, "c" * 24
 

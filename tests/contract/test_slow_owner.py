@@ -22,9 +22,9 @@ from tests.contract.backends import Backend
 from tests.contract.writes import read
 from tests.support import TOKEN
 from worker.domain.envelope import Envelope
-from worker.domain.imports import ImportProcessor
-from worker.domain.ports import ProfileStore, Stores, WriteStatus
-from worker.domain.profiles import ProfileWrite
+from worker.domain.imports.processor import ImportProcessor
+from worker.domain.shared.ports import ProfileStore, Stores, WriteStatus
+from worker.domain.shared.profiles import ProfileWrite
 
 
 class HeldWrites:

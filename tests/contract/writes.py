@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.domain.identity import new_profile_id
-from worker.domain.ports import Stores
-from worker.domain.profiles import FieldChanges, Profile, ProfileWrite, unique_key
-from worker.domain.relations import Relation, RelationWrite, WriteKind
+from worker.domain.shared.identity import new_profile_id
+from worker.domain.shared.ports import Stores
+from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite, unique_key
+from worker.domain.shared.relations import Relation, RelationWrite, WriteKind
 
 DB = 10
 ACCOUNT = 1

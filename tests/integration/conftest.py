@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from tests.integration.services import ServiceUrls, service_urls
-from worker.domain.catalog import CatalogFile
+from worker.domain.shared.catalog import CatalogFile
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare, routes

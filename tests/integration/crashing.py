@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any, Literal, cast
 
-from worker.domain.ports import Stores
+from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.integration.conftest import EventTap, StartWorker, command, first_message, new_id
 from tests.integration.crashing import CrashingStore
-from worker.domain.ports import ProfileStore, Stores, WriteStatus
-from worker.domain.profiles import ProfileWrite
+from worker.domain.shared.ports import ProfileStore, Stores, WriteStatus
+from worker.domain.shared.profiles import ProfileWrite
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
 from worker.store.mongo import MongoStore

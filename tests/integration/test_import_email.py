@@ -8,7 +8,7 @@ import orjson
 from bson import ObjectId
 
 from tests.integration.conftest import EventTap, command, first_message, new_id
-from worker.domain.identity import profile_xxh
+from worker.domain.shared.identity import profile_xxh
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
 from worker.settings import Settings

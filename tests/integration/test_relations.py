@@ -14,7 +14,7 @@ from tests.integration.conftest import (
     new_id,
     new_profile,
 )
-from worker.domain.identity import profile_xxh
+from worker.domain.shared.identity import profile_xxh
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
 

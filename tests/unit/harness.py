@@ -11,11 +11,11 @@ import orjson
 
 from tests.support import TOKEN, ManualClock
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.imports import ImportProcessor
+from worker.domain.imports.processor import ImportProcessor
 from worker.domain.processing import CommandProcessor
-from worker.domain.relation_commands import RelationProcessor
-from worker.domain.relation_queries import QueryProcessor
-from worker.domain.relations import Relation
+from worker.domain.queries.processor import QueryProcessor
+from worker.domain.relations.processor import RelationProcessor
+from worker.domain.shared.relations import Relation
 from worker.store.memory import MemoryStore
 
 MAX_MESSAGE_BYTES = 65_536

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.domain.auth import Access, authorize
-from worker.domain.catalog import BrokerUser, Token, hash_token
+from worker.domain.shared.auth import Access, authorize
+from worker.domain.shared.catalog import BrokerUser, Token, hash_token
 from worker.errors import Forbidden, TokenRequired
 
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.domain.catalog import Database, FieldSpec
-from worker.domain.fields import plan_changes
+from worker.domain.imports.fields import plan_changes
+from worker.domain.shared.catalog import Database, FieldSpec
 from worker.errors import InvalidCommand
 
 DATABASE = Database(

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker.domain.identity import check_profile_id, normalize_email, normalize_phone, profile_xxh
+from worker.domain.shared.identity import (
+    check_profile_id,
+    normalize_email,
+    normalize_phone,
+    profile_xxh,
+)
 from worker.errors import InvalidCommand
 
 

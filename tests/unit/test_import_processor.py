@@ -9,8 +9,8 @@ import pytest
 
 from tests.support import OTHER_TOKEN, PARTNERS_TOKEN, READ_TOKEN, SMALL_TOKEN, TOKEN
 from tests.unit.harness import CrashingWrites, WorkerDied, World, envelope, import_command, run
-from worker.domain.identity import profile_xxh
-from worker.domain.profiles import unique_key
+from worker.domain.shared.identity import profile_xxh
+from worker.domain.shared.profiles import unique_key
 
 
 def incr_and_tag(email: str = "ada@example.com") -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from tests.support import PARTNERS_TOKEN, READ_TOKEN, TOKEN
 from tests.unit.harness import World, envelope, relation_command, run
 from worker.domain.envelope import Outcome
-from worker.domain.identity import profile_xxh
+from worker.domain.shared.identity import profile_xxh
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from tests.unit.harness import (
     relation_command,
     run,
 )
-from worker.domain.identity import profile_xxh
-from worker.domain.relations import Relation
+from worker.domain.shared.identity import profile_xxh
+from worker.domain.shared.relations import Relation
 
 
 @dataclass(frozen=True)

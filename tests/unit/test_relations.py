@@ -7,14 +7,10 @@ from typing import Any
 import pytest
 
 from worker.contract.relations import decode_relation
-from worker.domain.catalog import RelationProperty, RelationType
-from worker.domain.relation_queries import cursor_position
-from worker.domain.relations import (
-    Relation,
-    after,
-    checked_weights,
-    refuse_if_inapplicable,
-)
+from worker.domain.queries.processor import cursor_position
+from worker.domain.relations.rules import after, checked_weights, refuse_if_inapplicable
+from worker.domain.shared.catalog import RelationProperty, RelationType
+from worker.domain.shared.relations import Relation
 from worker.errors import Ambiguous, InvalidCommand, NotFound
 
 TYPE = RelationType(

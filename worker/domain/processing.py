@@ -11,7 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from worker.contract.common import ResultModel, feedback_id_of, parse_json_object
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.ports import Answered, Busy, Stores, WriteStatus, Yours
+from worker.domain.shared.ports import Answered, Busy, Stores, WriteStatus, Yours
 from worker.errors import InvalidCommand, Refusal
 
 MAX_ROUNDS = 8

@@ -12,9 +12,9 @@ import aiormq
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import AMQPException
 
-from worker.domain.imports import ImportProcessor
-from worker.domain.relation_commands import RelationProcessor
-from worker.domain.relation_queries import QueryProcessor
+from worker.domain.imports.processor import ImportProcessor
+from worker.domain.queries.processor import QueryProcessor
+from worker.domain.relations.processor import RelationProcessor
 from worker.errors import BrokerUnavailable, StoreUnavailable
 from worker.observability import BROKER_UP
 from worker.runtime.consumer import BatchConsumer, Processor

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from worker.domain.catalog import (
+from worker.domain.shared.catalog import (
     Account,
     BrokerUser,
     CatalogFile,

@@ -23,7 +23,7 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from worker.domain.ports import Answered, Busy, Claim, Yours
+from worker.domain.shared.ports import Answered, Busy, Claim, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.markers import marker_of

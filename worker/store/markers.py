@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from worker.domain.identity import short_hash
-from worker.domain.ports import WriteStatus
-from worker.domain.profiles import Profile, ProfileWrite
-from worker.domain.relations import Relation, RelationWrite
+from worker.domain.shared.identity import short_hash
+from worker.domain.shared.ports import WriteStatus
+from worker.domain.shared.profiles import Profile, ProfileWrite
+from worker.domain.shared.relations import Relation, RelationWrite
 
 MAX_MARKERS = 16
 """Markers kept per document; they matter only until the ledger says done."""

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from worker.domain.catalog import (
+from worker.domain.shared.catalog import (
     Account,
     BrokerUser,
     CatalogFile,
@@ -29,7 +29,7 @@ from worker.domain.catalog import (
     Resource,
     Token,
 )
-from worker.domain.ports import Stores
+from worker.domain.shared.ports import Stores
 from worker.store.memory_ledger import Clock, Document, MemoryLedger, utc_now
 from worker.store.memory_profiles import MemoryProfiles
 from worker.store.memory_relations import MemoryRelations
@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class MemoryCatalog:
-    """Implements `worker.domain.ports.CatalogReader`; `apply` loads a catalog file."""
+    """Implements `worker.domain.shared.ports.CatalogReader`; `apply` loads a catalog file."""
 
     def __init__(self) -> None:
         self.accounts: dict[int, Account] = {}

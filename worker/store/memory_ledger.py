@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from worker.domain.ports import Answered, Busy, Claim, Yours
-from worker.domain.profiles import Profile
-from worker.domain.relations import Relation
+from worker.domain.shared.ports import Answered, Busy, Claim, Yours
+from worker.domain.shared.profiles import Profile
+from worker.domain.shared.relations import Relation
 from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
 
 Clock = Callable[[], datetime]
@@ -64,7 +64,7 @@ class _Hold:
 
 
 class MemoryLedger:
-    """Implements `worker.domain.ports.Ledger` like `worker.store.ledger.MongoLedger`."""
+    """Implements `worker.domain.shared.ports.Ledger` like `worker.store.ledger.MongoLedger`."""
 
     def __init__(
         self,

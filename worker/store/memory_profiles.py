@@ -8,8 +8,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from worker.domain.ports import WriteStatus
-from worker.domain.profiles import FieldChanges, Profile, ProfileWrite
+from worker.domain.shared.ports import WriteStatus
+from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite
 from worker.store.markers import marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
@@ -23,7 +23,7 @@ from worker.store.memory_ledger import (
 
 
 class MemoryProfiles:
-    """Implements `worker.domain.ports.ProfileStore` like `worker.store.profiles`."""
+    """Implements `worker.domain.shared.ports.ProfileStore` like `worker.store.profiles`."""
 
     def __init__(self, clock: Clock, ledger: MemoryLedger) -> None:
         self._clock = clock

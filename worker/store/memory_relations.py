@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from worker.domain.ports import RelationFilter, WriteStatus
-from worker.domain.relations import INT64, Relation, RelationWrite
+from worker.domain.shared.ports import RelationFilter, WriteStatus
+from worker.domain.shared.relations import INT64, Relation, RelationWrite
 from worker.store.markers import marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
@@ -22,7 +22,7 @@ from worker.store.memory_ledger import (
 
 
 class MemoryRelations:
-    """Implements `worker.domain.ports.RelationStore` like `worker.store.relations`."""
+    """Implements `worker.domain.shared.ports.RelationStore` like `worker.store.relations`."""
 
     def __init__(self, clock: Clock, ledger: MemoryLedger) -> None:
         self._clock = clock

@@ -7,8 +7,8 @@ from typing import Any, Self
 
 from pymongo import AsyncMongoClient
 
-from worker.domain.catalog_cache import CachedCatalog
-from worker.domain.ports import Stores
+from worker.domain.shared.catalog_cache import CachedCatalog
+from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.catalog import CatalogRepository
 from worker.store.errors import translated

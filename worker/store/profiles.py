@@ -18,8 +18,8 @@ from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from worker.domain.ports import WriteStatus
-from worker.domain.profiles import Profile, ProfileWrite
+from worker.domain.shared.ports import WriteStatus
+from worker.domain.shared.profiles import Profile, ProfileWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
@@ -40,7 +40,7 @@ REVISIONS = "profile_revisions"
 
 
 class ProfileRepository:
-    """Implements `worker.domain.ports.ProfileStore`."""
+    """Implements `worker.domain.shared.ports.ProfileStore`."""
 
     def __init__(
         self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits

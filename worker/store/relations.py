@@ -19,8 +19,8 @@ from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from worker.domain.ports import RelationFilter, WriteStatus
-from worker.domain.relations import Relation, RelationWrite
+from worker.domain.shared.ports import RelationFilter, WriteStatus
+from worker.domain.shared.relations import Relation, RelationWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.ledger import MongoLedger, Target, WriteAhead
@@ -43,7 +43,7 @@ ID_BLOCK_SIZE = 100
 
 
 class RelationRepository:
-    """Implements `worker.domain.ports.RelationStore`."""
+    """Implements `worker.domain.shared.ports.RelationStore`."""
 
     def __init__(
         self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits

@@ -8,9 +8,9 @@ from pydantic import ValidationError
 
 from worker.contract.common import describe_validation_error
 from worker.contract.imports import FieldUpdate
-from worker.domain.catalog import FieldSpec
-from worker.domain.coercion import check_keys, coerce, to_tags
-from worker.domain.profiles import FieldChanges
+from worker.domain.shared.catalog import FieldSpec
+from worker.domain.shared.coercion import check_keys, coerce, to_tags
+from worker.domain.shared.profiles import FieldChanges
 from worker.errors import InvalidCommand
 
 _NUMERIC = frozenset({"int", "float"})

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from worker.domain.catalog import FieldSpec
-from worker.domain.identity import normalize_email, normalize_phone
+from worker.domain.shared.catalog import FieldSpec
+from worker.domain.shared.identity import normalize_email, normalize_phone
 from worker.errors import InvalidCommand
 
 _INT = re.compile(r"^[+-]?\d+$")

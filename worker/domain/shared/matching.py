@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from worker.domain.catalog import Channel, FieldSpec, Resource
-from worker.domain.coercion import coerce, to_tags, unique_form
-from worker.domain.identity import check_profile_id, normalize_email, normalize_phone
-from worker.domain.profiles import Profile, subscription_key, unique_key
+from worker.domain.shared.catalog import Channel, FieldSpec, Resource
+from worker.domain.shared.coercion import coerce, to_tags, unique_form
+from worker.domain.shared.identity import check_profile_id, normalize_email, normalize_phone
+from worker.domain.shared.profiles import Profile, subscription_key, unique_key
 from worker.errors import Ambiguous, InvalidCommand
 
 EMAIL_MODES = frozenset({"email", "email_profile", "email_sub", "email_phone", "email_phone_sub"})

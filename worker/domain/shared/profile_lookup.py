@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.domain.catalog import FieldSpec
-from worker.domain.matching import MatchKeys, MatchSpec, candidates, match_spec
-from worker.domain.ports import CatalogReader, ProfileStore
-from worker.domain.profiles import Profile
+from worker.domain.shared.catalog import FieldSpec
+from worker.domain.shared.matching import MatchKeys, MatchSpec, candidates, match_spec
+from worker.domain.shared.ports import CatalogReader, ProfileStore
+from worker.domain.shared.profiles import Profile
 from worker.errors import NotFound
 
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from worker.contract.imports import ImportCommand, ImportResult, decode_import
-from worker.domain.auth import Access, authorize
-from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.fields import plan_changes
-from worker.domain.identity import new_profile_id
-from worker.domain.import_plan import ImportJob, plan_import
-from worker.domain.matching import candidates, match_spec, order_key
-from worker.domain.ports import ProfileStore
+from worker.domain.imports.fields import plan_changes
+from worker.domain.imports.plan import ImportJob, plan_import
+from worker.domain.imports.subscriptions import parse_subscriptions
 from worker.domain.processing import CommandProcessor
-from worker.domain.profile_lookup import LookupRequest, look_up
-from worker.domain.profiles import Profile, ProfileWrite, unique_key
-from worker.domain.subscriptions import parse_subscriptions
+from worker.domain.shared.auth import Access, authorize
+from worker.domain.shared.coercion import unique_form
+from worker.domain.shared.identity import new_profile_id
+from worker.domain.shared.matching import candidates, match_spec, order_key
+from worker.domain.shared.ports import ProfileStore
+from worker.domain.shared.profile_lookup import LookupRequest, look_up
+from worker.domain.shared.profiles import Profile, ProfileWrite, unique_key
 from worker.errors import LimitReached, NotFound, Refusal, WriteConflict
 
 

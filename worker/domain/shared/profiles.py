@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.domain.identity import short_hash
+from worker.domain.shared.identity import short_hash
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from worker.domain.catalog import Scope, hash_token
-from worker.domain.ports import CredentialReader
+from worker.domain.shared.catalog import Scope, hash_token
+from worker.domain.shared.ports import CredentialReader
 from worker.errors import Forbidden, TokenRequired
 
 

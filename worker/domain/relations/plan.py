@@ -8,11 +8,12 @@ from typing import Any
 
 from worker.contract.events import Event
 from worker.contract.relations import RelationCommand, RelationResult
-from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope
-from worker.domain.identity import profile_xxh
-from worker.domain.profile_lookup import LookupRequest
-from worker.domain.relations import Relation, RelationWrite, Value, WriteKind, after
+from worker.domain.relations.rules import after
+from worker.domain.shared.catalog import RelationType
+from worker.domain.shared.identity import profile_xxh
+from worker.domain.shared.profile_lookup import LookupRequest
+from worker.domain.shared.relations import Relation, RelationWrite, Value, WriteKind
 
 EVENTS: dict[WriteKind, str] = {
     "create": "relation.attached",

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 
 from worker.contract.common import describe_validation_error
 from worker.contract.imports import SubscriptionInput
-from worker.domain.catalog import Resource
-from worker.domain.coercion import check_keys
-from worker.domain.identity import normalize_email, normalize_phone
-from worker.domain.profiles import subscription_key, subscription_slot
+from worker.domain.shared.catalog import Resource
+from worker.domain.shared.coercion import check_keys
+from worker.domain.shared.identity import normalize_email, normalize_phone
+from worker.domain.shared.profiles import subscription_key, subscription_slot
 from worker.errors import InvalidCommand, NotFound
 
 

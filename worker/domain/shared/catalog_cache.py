@@ -6,8 +6,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from worker.domain.catalog import Account, BrokerUser, Database, RelationType, Resource, Token
-from worker.domain.ports import CatalogReader
+from worker.domain.shared.catalog import (
+    Account,
+    BrokerUser,
+    Database,
+    RelationType,
+    Resource,
+    Token,
+)
+from worker.domain.shared.ports import CatalogReader
 
 T = TypeVar("T")
 

@@ -14,14 +14,15 @@ from typing import Any
 
 from worker.contract.common import feedback_id_of, parse_json_object
 from worker.contract.queries import QueryAnswer, RelationQuery, decode_query
-from worker.domain.auth import Access, authorize
-from worker.domain.catalog import RelationType
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.identity import check_profile_id, profile_xxh
-from worker.domain.matching import order_key
-from worker.domain.ports import RelationFilter, Stores
-from worker.domain.profile_lookup import existing_profile, look_up, request_for
-from worker.domain.relations import ProfileKeys, Relation, relation_type_of
+from worker.domain.relations.rules import relation_type_of
+from worker.domain.shared.auth import Access, authorize
+from worker.domain.shared.catalog import RelationType
+from worker.domain.shared.identity import check_profile_id, profile_xxh
+from worker.domain.shared.matching import order_key
+from worker.domain.shared.ports import RelationFilter, Stores
+from worker.domain.shared.profile_lookup import existing_profile, look_up, request_for
+from worker.domain.shared.relations import ProfileKeys, Relation
 from worker.errors import InvalidCommand, NotFound, Refusal
 
 CONCURRENT_QUERIES = 16

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from worker.domain.catalog import Account, BrokerUser, Database, RelationType, Resource, Token
-from worker.domain.profiles import Profile, ProfileWrite
-from worker.domain.relations import Relation, RelationWrite
+from worker.domain.shared.catalog import (
+    Account,
+    BrokerUser,
+    Database,
+    RelationType,
+    Resource,
+    Token,
+)
+from worker.domain.shared.profiles import Profile, ProfileWrite
+from worker.domain.shared.relations import Relation, RelationWrite
 
 
 class CredentialReader(Protocol):

@@ -10,20 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
-from worker.domain.auth import Access, authorize
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.matching import order_key
 from worker.domain.processing import CommandProcessor
-from worker.domain.profile_lookup import existing_profile, look_up, request_for
-from worker.domain.relation_plan import RelationJob, plan_relation
-from worker.domain.relations import (
-    ProfileKeys,
-    RelationWrite,
-    checked_weights,
-    refuse_if_inapplicable,
-    relation_key,
-    relation_type_of,
-)
+from worker.domain.relations.plan import RelationJob, plan_relation
+from worker.domain.relations.rules import checked_weights, refuse_if_inapplicable, relation_type_of
+from worker.domain.shared.auth import Access, authorize
+from worker.domain.shared.matching import order_key
+from worker.domain.shared.profile_lookup import existing_profile, look_up, request_for
+from worker.domain.shared.relations import ProfileKeys, RelationWrite, relation_key
 from worker.errors import NotFound, Refusal
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from worker.contract.events import Event
 from worker.contract.imports import ImportCommand, ImportResult
-from worker.domain.catalog import Account, Database
-from worker.domain.coercion import unique_form
 from worker.domain.envelope import Envelope
-from worker.domain.identity import normalize_email, normalize_phone, profile_xxh
-from worker.domain.matching import EMAIL_MODES, PHONE_MODES, MatchSpec, holds
-from worker.domain.profiles import FieldChanges, Profile, ProfileWrite, unique_key
-from worker.domain.subscriptions import SubscriptionChange, merged, slot_of
+from worker.domain.imports.subscriptions import SubscriptionChange, merged, slot_of
+from worker.domain.shared.catalog import Account, Database
+from worker.domain.shared.coercion import unique_form
+from worker.domain.shared.identity import normalize_email, normalize_phone, profile_xxh
+from worker.domain.shared.matching import EMAIL_MODES, PHONE_MODES, MatchSpec, holds
+from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite, unique_key
 from worker.errors import NotFound, UniqueViolation, WriteConflict
 
 

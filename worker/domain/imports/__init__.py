@@ -1,0 +1,1 @@
+"""Importing profiles (SPEC §4): decode, match, plan the field changes, write."""

@@ -1,0 +1,1 @@
+"""Relation queries (SPEC §6): read-only answers about relations."""

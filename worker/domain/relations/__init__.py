@@ -1,0 +1,1 @@
+"""Relation commands (SPEC §5): attach, strengthen, edit, detach."""

@@ -1,0 +1,1 @@
+"""Rules and records every command kind shares: the catalog, identities, matching, the ports."""

@@ -91,19 +91,17 @@ class Worker:
         routes = self._routes()
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
-            topology = await declare(publish_channel, settings)
-            publisher = Publisher(publish_channel.default_exchange)
-            exchanges = (topology.events, topology.dead_letter)
+            await declare(publish_channel, settings)
+            publisher = Publisher(await publish_channel.get_underlay_channel())
             for route, processor, max_wait_ms in routes:
                 channel = await connection.channel(publisher_confirms=False)
                 await channel.set_qos(prefetch_count=settings.prefetch_count)
-                queue = await declare_command_queue(channel, settings, route)
+                await declare_command_queue(channel, settings, route)
                 consumer = BatchConsumer(
-                    queue,
+                    await channel.get_underlay_channel(),
                     route,
                     processor,
                     publisher,
-                    exchanges,
                     self._store,
                     settings,
                     max_wait_ms=max_wait_ms,

@@ -1,5 +1,10 @@
 """Publishing with publisher confirms, pipelined: all of a batch's messages are in flight at
-once and the call returns when the broker has confirmed every one."""
+once and the call returns when the broker has confirmed every one.
+
+It publishes on aiormq's channel directly: a message is one frame set written without waiting
+for the socket to drain, and one confirm future; aio-pika's `Message` and `Exchange` objects
+cost more than the publish itself at the worker's rates (bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiormq
-from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractExchange
-from aio_pika.exceptions import AMQPException
+from aiormq.abc import AbstractChannel
+from pamqp.commands import Basic
 
 from worker.errors import BrokerUnavailable
 
+BROKER_GONE = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
+JSON = "application/json"
+PERSISTENT = 2
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to publish; `exchange` None means the default exchange."""
+    """One message to publish; `exchange` "" is the default exchange."""
 
     routing_key: str
     body: bytes
-    exchange: AbstractExchange | None = None
+    exchange: str = ""
     correlation_id: str | None = None
     message_id: str | None = None
     reply_to: str | None = None
@@ -31,28 +43,37 @@ class Outgoing:
 
 
 class Publisher:
-    def __init__(self, default_exchange: AbstractExchange) -> None:
-        self._default = default_exchange
+    def __init__(self, channel: AbstractChannel) -> None:
+        if not isinstance(channel, aiormq.Channel):  # `wait=False` is not on the abstract one
+            raise TypeError(f"an aiormq channel is needed, not {type(channel).__name__}")
+        self._channel = channel
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish persistently and wait for every confirm; any failure is BrokerUnavailable."""
         if not messages:
             return
         try:
-            await asyncio.gather(*(self._publish_one(message) for message in messages))
-        except (AMQPException, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            confirms = await asyncio.gather(*(self._publish_one(m) for m in messages))
+        except BROKER_GONE as exc:
             raise BrokerUnavailable(f"publish failed: {exc!r}") from exc
+        refused = sum(1 for confirm in confirms if not isinstance(confirm, Basic.Ack))
+        if refused:
+            raise BrokerUnavailable(f"the broker did not confirm {refused} published messages")
 
-    async def _publish_one(self, outgoing: Outgoing) -> None:
-        message = Message(
-            outgoing.body,
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
+    async def _publish_one(self, outgoing: Outgoing) -> object:
+        properties = Basic.Properties(
+            content_type=JSON,
+            delivery_mode=PERSISTENT,
             correlation_id=outgoing.correlation_id,
             message_id=outgoing.message_id,
             reply_to=outgoing.reply_to,
             user_id=outgoing.user_id,
             headers=outgoing.headers or None,
         )
-        exchange = outgoing.exchange or self._default
-        await exchange.publish(message, routing_key=outgoing.routing_key)
+        return await self._channel.basic_publish(
+            outgoing.body,
+            exchange=outgoing.exchange,
+            routing_key=outgoing.routing_key,
+            properties=properties,
+            wait=False,
+        )

@@ -23,7 +23,7 @@ import orjson
 
 from bench.relations import DB_A, DB_B, seed_profiles, strengthen_commands
 from worker.cli import load_catalog
-from worker.domain.envelope import Envelope
+from worker.domain.envelope import Answered, Envelope
 from worker.domain.relations.processor import RelationProcessor
 from worker.domain.shared.ports import Stores
 from worker.settings import Settings
@@ -73,7 +73,7 @@ async def main(relations: int, batch: int) -> None:
     outcomes = await processor.process(work)
     await processor.complete(outcomes)
     total = time.perf_counter() - started
-    assert all(outcome.code == 0 for outcome in outcomes), outcomes[0]
+    assert all(isinstance(o, Answered) and o.result.error == 0 for o in outcomes), outcomes[0]
     print(f"{batch} strengthen commands on {relations} existing relations: {total:.2f} s")
     for name, seconds in sorted(spent.items(), key=lambda item: -sum(item[1])):
         print(f"  {name:32} {sum(seconds):7.2f} s  {len(seconds):4} calls")

@@ -15,12 +15,14 @@ from tests.contract.writes import (
     relation,
     relation_write,
 )
+from worker.contract.common import ResultModel
 from worker.domain.shared.identity import new_profile_id
-from worker.domain.shared.ports import Answered, Busy, Stores, Yours
+from worker.domain.shared.ports import Busy, Recorded, Stores, Yours
 from worker.domain.shared.profiles import FieldChanges
 
 A, B = "a" * 24, "b" * 24
-REFUSAL = {"error": 404, "error_text": "profile not found"}
+REFUSAL = ResultModel(error=404, error_text="profile not found")
+RECORDED_REFUSAL = Recorded(REFUSAL.document())
 
 
 async def test_a_fresh_claim_is_yours_and_stays_yours(stores: Stores) -> None:
@@ -41,13 +43,13 @@ async def test_a_remembered_refusal_is_the_answer_once_finished(stores: Stores) 
     await ledger.remember({"c1": REFUSAL})
 
     assert await ledger.claim(["c1"], "w2") == {"c1": Busy()}, "not answered yet"
-    assert await ledger.claim(["c1"], "w1") == {"c1": Answered(REFUSAL)}
+    assert await ledger.claim(["c1"], "w1") == {"c1": RECORDED_REFUSAL}
 
     await ledger.finish(["c1"])
     await ledger.finish(["c1"])  # a copy answered again finishes again: harmless
     claim = (await ledger.claim(["c1"], "w2"))["c1"]
-    assert claim == Answered(REFUSAL)
-    assert isinstance(claim, Answered)
+    assert claim == RECORDED_REFUSAL
+    assert isinstance(claim, Recorded)
     assert not claim.events
 
 
@@ -60,8 +62,8 @@ async def test_a_written_answer_is_the_answer_once_finished(stores: Stores) -> N
 
     claims = [await stores.ledger.claim(["c1"], owner) for owner in ("w1", "w2")]
 
-    assert claims == [{"c1": Answered(write.result)}] * 2
-    assert all(not claim["c1"].events for claim in claims if isinstance(claim["c1"], Answered))
+    assert claims == [{"c1": Recorded(write.result.document())}] * 2
+    assert all(not claim["c1"].events for claim in claims if isinstance(claim["c1"], Recorded))
 
 
 async def test_a_dead_owner_s_landed_write_is_answered_with_its_events(backend: Backend) -> None:
@@ -74,9 +76,9 @@ async def test_a_dead_owner_s_landed_write_is_answered_with_its_events(backend: 
     await backend.outlive()
     claim = (await backend.stores.ledger.claim(["c1"], "alive"))["c1"]
 
-    assert isinstance(claim, Answered)
-    assert claim.result == write.result
-    assert list(claim.events) == write.events
+    assert isinstance(claim, Recorded)
+    assert claim.result == write.result.document()
+    assert list(claim.events) == [event.document() for event in write.events]
 
 
 async def test_a_dead_owner_s_write_that_did_not_land_is_yours_on_its_target(
@@ -100,10 +102,14 @@ async def test_a_dead_owner_s_write_that_did_not_land_is_yours_on_its_target(
     assert claim == {"c1": Yours(target=profile_id)}
     assert await stores.ledger.claim(["c1"], "third") == {"c1": Busy()}, "taken over once"
     replanned = replace(doomed, changes=FieldChanges(set={"age": 2}), claims={})
-    replanned = replace(replanned, result={**doomed.result, "replanned": True})
+    replanned = replace(
+        replanned, result=doomed.result.model_copy(update={"error_text": "replanned"})
+    )
     assert await stores.profiles.write([replanned]) == ["applied"]
     await stores.ledger.finish(["c1"])
-    assert await stores.ledger.claim(["c1"], "third") == {"c1": Answered(replanned.result)}
+    assert await stores.ledger.claim(["c1"], "third") == {
+        "c1": Recorded(replanned.result.document())
+    }
 
 
 async def test_a_dead_owner_without_an_answer_leaves_the_command_to_the_next(
@@ -121,7 +127,7 @@ async def test_a_dead_owner_s_refusal_is_answered(backend: Backend) -> None:
     await backend.dying.ledger.remember({"c1": REFUSAL})
     await backend.outlive()
 
-    assert await backend.stores.ledger.claim(["c1"], "alive") == {"c1": Answered(REFUSAL)}
+    assert await backend.stores.ledger.claim(["c1"], "alive") == {"c1": RECORDED_REFUSAL}
 
 
 async def test_a_dead_owner_s_relation_delete_landed_once_the_relation_is_gone(
@@ -135,9 +141,9 @@ async def test_a_dead_owner_s_relation_delete_landed_once_the_relation_is_gone(
     await backend.outlive()
     claim = (await backend.stores.ledger.claim(["c1"], "alive"))["c1"]
 
-    assert isinstance(claim, Answered)
-    assert claim.result == write.result
-    assert list(claim.events) == write.events
+    assert isinstance(claim, Recorded)
+    assert claim.result == write.result.document()
+    assert list(claim.events) == [event.document() for event in write.events]
 
 
 async def test_a_dead_owner_s_relation_change_that_did_not_land_is_yours(
@@ -168,8 +174,8 @@ async def test_a_dead_owner_s_relation_creation_that_landed_is_answered(
     await backend.outlive()
     claim = (await backend.stores.ledger.claim(["c1"], "alive"))["c1"]
 
-    assert isinstance(claim, Answered)
-    assert list(claim.events) == created_relation.events
+    assert isinstance(claim, Recorded)
+    assert list(claim.events) == [event.document() for event in created_relation.events]
 
 
 async def test_forgetting_drops_what_was_recorded_before_the_moment(stores: Stores) -> None:
@@ -179,7 +185,7 @@ async def test_forgetting_drops_what_was_recorded_before_the_moment(stores: Stor
     await ledger.finish(["c1"])
 
     assert await ledger.forget_before(datetime(2000, 1, 1, tzinfo=UTC)) == 0
-    assert await ledger.claim(["c1"], "w2") == {"c1": Answered(REFUSAL)}
+    assert await ledger.claim(["c1"], "w2") == {"c1": RECORDED_REFUSAL}
     assert await ledger.forget_before(datetime(2100, 1, 1, tzinfo=UTC)) == 2
 
     assert await ledger.claim(["c1", "c2"], "w2") == {"c1": Yours(), "c2": Yours()}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from worker.contract.events import Event
+from worker.contract.imports import ImportResult
+from worker.contract.relations import RelationResult
 from worker.domain.shared.identity import new_profile_id
 from worker.domain.shared.ports import Stores
 from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite, unique_key
@@ -13,6 +17,7 @@ DB = 10
 ACCOUNT = 1
 LANDED = (["applied"], ["landed_before"])
 """What writing a command whose effect is already there may report: landed, now or before."""
+MOMENT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def email_key(email: str, db_id: int = DB) -> str:
@@ -38,8 +43,15 @@ def profile_write(
         account_id=account_id,
         before=before,
         changes=changes or FieldChanges(),
-        result={"error": 0, "profile_id": profile_id, "command": command_id},
-        events=[{"event": "profile.written", "profile_id": profile_id}],
+        result=ImportResult(profile_id=profile_id, message_id=command_id),
+        events=(
+            Event(
+                event="profile.written",
+                occurred_at=MOMENT,
+                account_id=account_id,
+                profile_id=profile_id,
+            ),
+        ),
         claims=claims or {},
         releases=releases,
         subscriptions=subscriptions or {},
@@ -95,8 +107,15 @@ def relation_write(
         relation=after,
         before=before,
         command_id=command_id,
-        result={"error": 0, "relation_id": after.relation_id, "command": command_id},
-        events=[{"event": f"relation.{kind}", "relation_id": after.relation_id}],
+        result=RelationResult(relation_id=after.relation_id, message_id=command_id),
+        events=(
+            Event(
+                event=f"relation.{kind}",
+                occurred_at=MOMENT,
+                account_id=after.account_id,
+                relation_id=after.relation_id,
+            ),
+        ),
     )
 
 

@@ -10,9 +10,8 @@ from typing import Any, Literal, cast
 import orjson
 
 from tests.support import TOKEN, ManualClock
-from worker.domain.envelope import Envelope, Outcome
+from worker.domain.envelope import Answered, Envelope, Outcome, Refused, Replayed
 from worker.domain.imports.processor import ImportProcessor
-from worker.domain.processing import CommandProcessor
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
 from worker.domain.shared.relations import Relation
@@ -25,6 +24,27 @@ LEASE_SECONDS = 60.0
 def envelope(body: dict[str, Any] | bytes, message_id: str | None = None, **extra: Any) -> Envelope:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     return Envelope(body=raw, message_id=message_id, **extra)
+
+
+def result_of(outcome: Outcome) -> dict[str, Any]:
+    """The answer as the runtime sends it; {} for an outcome that answers nothing now."""
+    match outcome:
+        case Answered(result) | Refused(result=result) | Replayed(result):
+            answer: dict[str, Any] = orjson.loads(result.encode())
+            return answer
+    return {}
+
+
+def code_of(outcome: Outcome) -> int:
+    """The answer's code; 500 for an outcome that answers nothing now."""
+    return int(result_of(outcome).get("error", 500))
+
+
+def events_of(outcome: Outcome) -> list[dict[str, Any]]:
+    """The events published with the answer, as the runtime sends them."""
+    if isinstance(outcome, Answered):
+        return [orjson.loads(event.encode()) for event in outcome.events]
+    return []
 
 
 def import_command(email: str | None = "ada@example.com", **overrides: Any) -> dict[str, Any]:
@@ -84,8 +104,8 @@ class World:
             self.imports(),
             [envelope(import_command(email, db_id=db_id, data={"_fname": "P", **data}))],
         )
-        assert outcome.code == 0, outcome.result
-        return str(outcome.result["profile_id"])
+        assert code_of(outcome) == 0, outcome
+        return str(result_of(outcome)["profile_id"])
 
     def fields(self, profile_id: str) -> dict[str, Any]:
         fields: dict[str, Any] = self.store.profiles.documents[profile_id].state.fields
@@ -96,7 +116,8 @@ class World:
 
 
 async def run(
-    processor: CommandProcessor[Any] | QueryProcessor, envelopes: Sequence[Envelope]
+    processor: ImportProcessor | RelationProcessor | QueryProcessor,
+    envelopes: Sequence[Envelope],
 ) -> list[Outcome]:
     """Process a batch and, as the consumer does once answers are published, complete it."""
     outcomes = await processor.process(envelopes)

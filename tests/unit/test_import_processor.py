@@ -8,7 +8,18 @@ from typing import Any
 import pytest
 
 from tests.support import OTHER_TOKEN, PARTNERS_TOKEN, READ_TOKEN, SMALL_TOKEN, TOKEN
-from tests.unit.harness import CrashingWrites, WorkerDied, World, envelope, import_command, run
+from tests.unit.harness import (
+    CrashingWrites,
+    WorkerDied,
+    World,
+    code_of,
+    envelope,
+    events_of,
+    import_command,
+    result_of,
+    run,
+)
+from worker.domain.envelope import Answered, Deferred, Refused, Replayed
 from worker.domain.shared.identity import profile_xxh
 from worker.domain.shared.profiles import unique_key
 
@@ -25,7 +36,7 @@ async def test_a_new_email_creates_a_profile(world: World) -> None:
 
     [outcome] = await run(world.imports(), [envelope(body, "m1", correlation_id="corr")])
 
-    result = outcome.result
+    result = result_of(outcome)
     profile_id = result["profile_id"]
     assert result == {
         "error": 0,
@@ -40,10 +51,13 @@ async def test_a_new_email_creates_a_profile(world: World) -> None:
         "db_id": 10,
         "account_id": 1,
     }
-    assert [event["event"] for event in outcome.events] == ["profile.created", "trigger.requested"]
-    assert outcome.events[0]["changed_fields"] == ["_fname", "age", "email"]
-    assert outcome.dedup_id == "import:m1"
-    assert not outcome.replayed
+    assert [event["event"] for event in events_of(outcome)] == [
+        "profile.created",
+        "trigger.requested",
+    ]
+    assert events_of(outcome)[0]["changed_fields"] == ["_fname", "age", "email"]
+    assert isinstance(outcome, Answered)
+    assert outcome.command_id == "import:m1"
     assert world.fields(profile_id) == {"_fname": "Ada", "age": 36, "email": "ada@example.com"}
     owners = await world.store.profiles.owners([unique_key(10, "email", "ada@example.com")])
     assert set(owners.values()) == {profile_id}
@@ -55,9 +69,9 @@ async def test_an_email_in_another_case_updates_the_same_profile(world: World) -
 
     [outcome] = await run(world.imports(), [envelope({**body, "trigger_id": 1, "workflow_id": 2})])
 
-    assert outcome.result["created"] is False
-    assert outcome.result["profile_id"] == profile_id
-    assert [(e["event"], e.get("changed_fields")) for e in outcome.events] == [
+    assert result_of(outcome)["created"] is False
+    assert result_of(outcome)["profile_id"] == profile_id
+    assert [(e["event"], e.get("changed_fields")) for e in events_of(outcome)] == [
         ("profile.updated", ["city"]),
         ("workflow.requested", None),
     ]
@@ -69,8 +83,8 @@ async def test_an_update_that_changes_nothing_emits_no_event(world: World) -> No
 
     [outcome] = await run(world.imports(), [envelope(import_command(data={"city": "Oslo"}))])
 
-    assert outcome.code == 0
-    assert outcome.events == []
+    assert code_of(outcome) == 0
+    assert events_of(outcome) == []
 
 
 async def test_functional_updates(world: World) -> None:
@@ -83,7 +97,7 @@ async def test_functional_updates(world: World) -> None:
 
     [outcome] = await run(world.imports(), [envelope(import_command(data=data))])
 
-    assert outcome.events[0]["changed_fields"] == ["age", "city", "interests"]
+    assert events_of(outcome)[0]["changed_fields"] == ["age", "city", "interests"]
     fields = world.fields(profile_id)
     assert (fields["age"], "city" in fields, fields["interests"]) == (-2, False, ["b"])
 
@@ -134,9 +148,9 @@ async def test_every_matching_mode_finds_the_profile(
 
     [outcome] = await run(world.imports(), [envelope(body)])
 
-    assert (outcome.code, outcome.result["created"]) == (0, False), outcome.result
-    assert outcome.result["profile_id"] == profile_id
-    assert outcome.result["matching_field"] == mode
+    assert (code_of(outcome), result_of(outcome)["created"]) == (0, False), result_of(outcome)
+    assert result_of(outcome)["profile_id"] == profile_id
+    assert result_of(outcome)["matching_field"] == mode
     assert world.fields(profile_id)["age"] == 1
 
 
@@ -158,7 +172,7 @@ async def test_no_match_creates_a_profile(world: World, mode: str, keys: dict[st
 
     [outcome] = await run(world.imports(), [envelope(body)])
 
-    assert (outcome.code, outcome.result["created"]) == (0, True), outcome.result
+    assert (code_of(outcome), result_of(outcome)["created"]) == (0, True), result_of(outcome)
     assert len(world.store.profiles.documents) == 2
 
 
@@ -170,7 +184,7 @@ async def test_matching_by_profile_id_updates_only(world: World) -> None:
 
     outcomes = await run(world.imports(), [envelope(by_id), envelope(unknown), envelope(only)])
 
-    assert [o.code for o in outcomes] == [0, 404, 404]
+    assert [code_of(o) for o in outcomes] == [0, 404, 404]
     assert world.fields(profile_id)["age"] == 2
     assert len(world.store.profiles.documents) == 1
 
@@ -182,8 +196,8 @@ async def test_several_matches_are_refused_with_nothing_written(world: World) ->
 
     [outcome] = await run(world.imports(), [envelope({**body, "data": {"age": 9}})])
 
-    assert outcome.code == 409
-    assert "not precise" in outcome.result["error_text"]
+    assert code_of(outcome) == 409
+    assert "not precise" in result_of(outcome)["error_text"]
     assert "age" not in world.fields(one)
 
 
@@ -198,8 +212,11 @@ async def test_the_quick_form_and_a_custom_unique_match(world: World) -> None:
         ],
     )
 
-    assert [(o.code, o.result["created"]) for o in outcomes] == [(0, True), (0, False)]
-    assert world.fields(outcomes[0].result["profile_id"]) == {"loyalty_id": "L-7", "city": "Bergen"}
+    assert [(code_of(o), result_of(o)["created"]) for o in outcomes] == [(0, True), (0, False)]
+    assert world.fields(result_of(outcomes[0])["profile_id"]) == {
+        "loyalty_id": "L-7",
+        "city": "Bergen",
+    }
 
 
 async def test_a_broker_user_bound_to_the_account_needs_no_token(world: World) -> None:
@@ -208,7 +225,7 @@ async def test_a_broker_user_bound_to_the_account_needs_no_token(world: World) -
 
     [outcome] = await run(world.imports(), [envelope(body, user_id="crm")])
 
-    assert outcome.code == 0
+    assert code_of(outcome) == 0
 
 
 @pytest.mark.parametrize(
@@ -238,11 +255,12 @@ async def test_refusals_name_the_problem_and_write_nothing(
 
     [outcome] = await run(world.imports(), [envelope(body, "m-refused")])
 
-    assert outcome.code == code
-    assert mentions in outcome.result["error_text"]
-    assert outcome.events == []
+    assert code_of(outcome) == code
+    assert mentions in result_of(outcome)["error_text"]
+    assert events_of(outcome) == []
     assert world.store.profiles.documents == {}
-    assert outcome.dead_letter is None, "a body that parses is not dead-lettered"
+    assert isinstance(outcome, Refused)
+    assert not outcome.dead_letter, "a body that parses is not dead-lettered"
 
 
 async def test_an_unparsable_body_is_refused_and_dead_lettered(world: World) -> None:
@@ -250,8 +268,8 @@ async def test_an_unparsable_body_is_refused_and_dead_lettered(world: World) -> 
         world.imports(), [envelope(b"{nope", "m-bad"), envelope(b"x" * 70_000, "m-big")]
     )
 
-    assert [o.code for o in outcomes] == [400, 400]
-    assert all(o.dead_letter for o in outcomes)
+    assert [code_of(o) for o in outcomes] == [400, 400]
+    assert all(isinstance(o, Refused) and o.dead_letter for o in outcomes)
 
 
 async def test_a_unique_value_of_another_profile_is_refused_with_435(world: World) -> None:
@@ -265,7 +283,7 @@ async def test_a_unique_value_of_another_profile_is_refused_with_435(world: Worl
 
     outcomes = await run(world.imports(), [envelope(takes_email), envelope(takes_loyalty)])
 
-    assert [o.code for o in outcomes] == [435, 435]
+    assert [code_of(o) for o in outcomes] == [435, 435]
     assert "loyalty_id" not in world.fields(bob)
     assert len(world.store.profiles.documents) == 2
 
@@ -278,9 +296,9 @@ async def test_a_changed_unique_value_frees_the_old_one(world: World) -> None:
     [first] = await run(world.imports(), [envelope(moved)])
     [second] = await run(world.imports(), [envelope(reused)])
 
-    assert [first.code, second.code] == [0, 0]
+    assert [code_of(first), code_of(second)] == [0, 0]
     assert world.fields(ada)["loyalty_id"] == "L-2"
-    assert world.fields(second.result["profile_id"])["loyalty_id"] == "L-1"
+    assert world.fields(result_of(second)["profile_id"])["loyalty_id"] == "L-1"
 
 
 async def test_max_profiles_is_enforced_on_creation(world: World) -> None:
@@ -290,8 +308,8 @@ async def test_max_profiles_is_enforced_on_creation(world: World) -> None:
 
     outcomes = await run(world.imports(), [envelope(first), envelope(second), envelope(first)])
 
-    assert [o.code for o in outcomes] == [0, 402, 0]
-    assert outcomes[2].result["created"] is False
+    assert [code_of(o) for o in outcomes] == [0, 402, 0]
+    assert result_of(outcomes[2])["created"] is False
 
 
 async def test_commands_on_one_profile_apply_in_queue_order_within_a_batch(world: World) -> None:
@@ -305,11 +323,14 @@ async def test_commands_on_one_profile_apply_in_queue_order_within_a_batch(world
 
     outcomes = await run(world.imports(), [envelope(body) for body in bodies])
 
-    assert [o.code for o in outcomes] == [0] * 5
-    assert [o.result["created"] for o in outcomes] == [True, False, False, True, False]
-    ada = outcomes[0].result["profile_id"]
-    assert {o.result["profile_id"] for o in outcomes} == {ada, outcomes[3].result["profile_id"]}
-    assert [o.events[0]["event"] for o in outcomes] == ["profile.created"] + [
+    assert [code_of(o) for o in outcomes] == [0] * 5
+    assert [result_of(o)["created"] for o in outcomes] == [True, False, False, True, False]
+    ada = result_of(outcomes[0])["profile_id"]
+    assert {result_of(o)["profile_id"] for o in outcomes} == {
+        ada,
+        result_of(outcomes[3])["profile_id"],
+    }
+    assert [events_of(o)[0]["event"] for o in outcomes] == ["profile.created"] + [
         "profile.updated"
     ] * 2 + ["profile.created", "profile.updated"]
     assert world.fields(ada)["age"] == 6
@@ -325,11 +346,11 @@ async def test_copies_in_one_batch_have_one_effect_and_one_set_of_events(
     outcomes = await run(world.imports(), batch)
 
     first, rest = outcomes[0], outcomes[1:]
-    assert first.code == 0
-    assert not first.replayed
-    assert [e["event"] for e in first.events] == ["profile.created"]
-    assert all(o.result == first.result for o in rest)
-    assert all(o.replayed and o.events == [] for o in rest)
+    assert code_of(first) == 0
+    assert isinstance(first, Answered)
+    assert [e["event"] for e in events_of(first)] == ["profile.created"]
+    assert all(result_of(o) == result_of(first) for o in rest)
+    assert all(isinstance(o, Replayed) and events_of(o) == [] for o in rest)
     [profile_id] = world.store.profiles.documents
     assert world.fields(profile_id) == {
         "age": 5,
@@ -345,9 +366,10 @@ async def test_copies_of_an_update_in_one_batch_apply_once(world: World) -> None
 
     outcomes = await run(world.imports(), batch)
 
-    assert [o.replayed for o in outcomes] == [False, False, True, True, True]
-    assert all(o.result == outcomes[0].result for o in outcomes[2:])
-    assert outcomes[0].events[0]["changed_fields"] == ["age", "interests"]
+    assert [isinstance(o, Replayed) for o in outcomes] == [False, False, True, True, True]
+    assert all(isinstance(o, Answered) for o in outcomes[:2])
+    assert all(result_of(o) == result_of(outcomes[0]) for o in outcomes[2:])
+    assert events_of(outcomes[0])[0]["changed_fields"] == ["age", "interests"]
     assert world.fields(profile_id)["age"] == 6
     assert world.fields(profile_id)["interests"] == ["a", "x"]
 
@@ -357,11 +379,11 @@ async def test_a_copy_in_a_later_batch_gets_the_same_answer_and_no_events(world:
     [again] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
     [elsewhere] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
 
-    assert again.result == elsewhere.result == first.result
-    assert again.replayed
-    assert elsewhere.replayed
-    assert again.events == elsewhere.events == []
-    assert world.fields(first.result["profile_id"])["age"] == 5
+    assert result_of(again) == result_of(elsewhere) == result_of(first)
+    assert isinstance(again, Replayed)
+    assert isinstance(elsewhere, Replayed)
+    assert events_of(again) == events_of(elsewhere) == []
+    assert world.fields(result_of(first)["profile_id"])["age"] == 5
 
 
 async def test_a_refusal_is_answered_the_same_to_a_later_copy(world: World) -> None:
@@ -370,9 +392,9 @@ async def test_a_refusal_is_answered_the_same_to_a_later_copy(world: World) -> N
     world.clock.advance(3600)
     [again] = await run(world.imports(), [envelope(body, "m1")])
 
-    assert first.code == 400
-    assert again.result == first.result
-    assert again.replayed
+    assert code_of(first) == 400
+    assert result_of(again) == result_of(first)
+    assert isinstance(again, Replayed)
 
 
 async def test_a_copy_decided_by_another_owner_right_now_is_deferred(world: World) -> None:
@@ -380,12 +402,11 @@ async def test_a_copy_decided_by_another_owner_right_now_is_deferred(world: Worl
     [first] = await deciding.process([envelope(incr_and_tag(), "m1")])  # not answered yet
     [copy] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
 
-    assert copy.defer is not None
-    assert not copy.final
+    assert isinstance(copy, Deferred)
     await deciding.complete([first])
     [later] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
-    assert later.result == first.result
-    assert world.fields(first.result["profile_id"])["age"] == 5
+    assert result_of(later) == result_of(first)
+    assert world.fields(result_of(first)["profile_id"])["age"] == 5
 
 
 @pytest.mark.parametrize("after_landing", [True, False])
@@ -398,21 +419,21 @@ async def test_a_crash_around_the_write_is_finished_by_the_next_owner_once(
     assert len(world.store.profiles.documents) == int(after_landing)
 
     [early] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
-    assert early.defer is not None, "the dead owner's lease has not ended"
+    assert isinstance(early, Deferred), "the dead owner's lease has not ended"
     world.outlive_leases()
     [answer] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
 
-    assert answer.code == 0
-    assert answer.result["created"] is True
-    assert not answer.replayed
-    assert [e["event"] for e in answer.events] == ["profile.created"]
+    assert code_of(answer) == 0
+    assert result_of(answer)["created"] is True
+    assert isinstance(answer, Answered)
+    assert [e["event"] for e in events_of(answer)] == ["profile.created"]
     [profile_id] = world.store.profiles.documents
-    assert answer.result["profile_id"] == profile_id
+    assert result_of(answer)["profile_id"] == profile_id
     assert world.fields(profile_id)["age"] == 5
     assert world.fields(profile_id)["interests"] == ["x"]
     [again] = await run(world.imports(), [envelope(incr_and_tag(), "m1")])
-    assert again.replayed
-    assert again.result == answer.result
+    assert isinstance(again, Replayed)
+    assert result_of(again) == result_of(answer)
 
 
 async def test_a_crash_after_an_update_landed_is_answered_with_its_events(world: World) -> None:
@@ -424,17 +445,17 @@ async def test_a_crash_after_an_update_landed_is_answered_with_its_events(world:
 
     outcomes = await run(world.imports(), [envelope(incr_and_tag(), "m1")] * 2)
 
-    assert [o.code for o in outcomes] == [0, 0]
-    assert outcomes[0].result == outcomes[1].result
-    assert outcomes[0].result["created"] is False
-    assert [e["event"] for e in outcomes[0].events] == ["profile.updated"]
-    assert outcomes[1].events == []
+    assert [code_of(o) for o in outcomes] == [0, 0]
+    assert result_of(outcomes[0]) == result_of(outcomes[1])
+    assert result_of(outcomes[0])["created"] is False
+    assert [e["event"] for e in events_of(outcomes[0])] == ["profile.updated"]
+    assert events_of(outcomes[1]) == []
     assert world.fields(profile_id)["age"] == 6
 
 
 async def test_commands_without_a_message_id_are_each_applied(world: World) -> None:
     outcomes = await run(world.imports(), [envelope(incr_and_tag())] * 3)
 
-    assert [o.result["created"] for o in outcomes] == [True, False, False]
-    assert all(o.dedup_id is None and not o.replayed for o in outcomes)
-    assert world.fields(outcomes[0].result["profile_id"])["age"] == 15
+    assert [result_of(o)["created"] for o in outcomes] == [True, False, False]
+    assert all(isinstance(o, Answered) and o.command_id is None for o in outcomes)
+    assert world.fields(result_of(outcomes[0])["profile_id"])["age"] == 15

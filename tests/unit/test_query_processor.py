@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support import PARTNERS_TOKEN, READ_TOKEN, TOKEN
-from tests.unit.harness import World, envelope, relation_command, run
-from worker.domain.envelope import Outcome
+from tests.unit.harness import World, envelope, events_of, relation_command, result_of, run
+from worker.domain.envelope import Outcome, Refused
 from worker.domain.shared.identity import profile_xxh
 
 
@@ -40,7 +40,7 @@ async def _network(world: World) -> Network:
         relation_command("attach", cousin, partners[0], weights={"weight": 100}, priority=60),
     ]
     outcomes = await run(world.relations(), [envelope(body) for body in bodies])
-    ids = [o.result["relation_id"] for o in outcomes]
+    ids = [result_of(o)["relation_id"] for o in outcomes]
     names = ["p0", "p1", "p2", "p3", "family", "elsewhere"]
     return Network(a, partners, dict(zip(names, ids, strict=True)))
 
@@ -57,16 +57,16 @@ async def test_get_pages_the_relations_of_the_a_profile(world: World) -> None:
     query = {"method": "get", "account_id": 1, "rel_id": 500, "profile_id": net.a, "limit": 3}
 
     first = await ask(world, query, message_id="q1", correlation_id="c1")
-    second = await ask(world, {**query, "cursor": first.result["next_cursor"]})
+    second = await ask(world, {**query, "cursor": result_of(first)["next_cursor"]})
 
-    assert first.result["error"] == 0
-    assert first.result["error_text"] == "Successful operation"
-    assert (first.result["message_id"], first.result["correlation_id"]) == ("q1", "c1")
-    assert first.result["total_count"] == second.result["total_count"] == 4
-    ids = [item["relation_id"] for item in first.result["data"] + second.result["data"]]
+    assert result_of(first)["error"] == 0
+    assert result_of(first)["error_text"] == "Successful operation"
+    assert (result_of(first)["message_id"], result_of(first)["correlation_id"]) == ("q1", "c1")
+    assert result_of(first)["total_count"] == result_of(second)["total_count"] == 4
+    ids = [item["relation_id"] for item in result_of(first)["data"] + result_of(second)["data"]]
     assert ids == sorted(net.relation_ids[p] for p in ("p0", "p1", "p2", "p3"))
-    assert second.result["next_cursor"] is None
-    item = first.result["data"][0]
+    assert result_of(second)["next_cursor"] is None
+    item = result_of(first)["data"][0]
     assert item == {
         "relation_id": net.relation_ids["p0"],
         "rel_id": 500,
@@ -81,7 +81,7 @@ async def test_get_pages_the_relations_of_the_a_profile(world: World) -> None:
         "relation_to_b": None,
         "priority": 50,
     }
-    assert first.events == []
+    assert events_of(first) == []
 
 
 async def test_get_addresses_the_a_profile_by_its_matching_keys(world: World) -> None:
@@ -90,8 +90,8 @@ async def test_get_addresses_the_a_profile_by_its_matching_keys(world: World) ->
 
     outcome = await ask(world, {**query, "matching": "email", "email": "ADA@example.com"})
 
-    assert outcome.result["total_count"] == 4
-    assert {item["profile_id_a"] for item in outcome.result["data"]} == {net.a}
+    assert result_of(outcome)["total_count"] == 4
+    assert {item["profile_id_a"] for item in result_of(outcome)["data"]} == {net.a}
 
 
 async def test_get_counter_sums_and_ranks_each_property(world: World) -> None:
@@ -100,7 +100,7 @@ async def test_get_counter_sums_and_ranks_each_property(world: World) -> None:
 
     outcome = await ask(world, {**query, "top_n": 2})
 
-    data = outcome.result["data"]
+    data = result_of(outcome)["data"]
     assert (data["profile_id"], data["profile_xxh"], data["total"]) == (
         net.a,
         profile_xxh(net.a),
@@ -127,7 +127,7 @@ async def test_get_counter_of_a_profile_without_relations(world: World) -> None:
     lonely = await world.profile_id("lonely@example.com")
     query = {"method": "get_counter", "account_id": 1, "rel_id": 500, "profile_id": lonely}
 
-    data = (await ask(world, query)).result["data"]
+    data = result_of(await ask(world, query))["data"]
 
     assert data["total"] == 0
     assert data["props"]["weight"] == {"total": 0, "sum": 0, "top": []}
@@ -138,15 +138,15 @@ async def test_list_spans_both_sides_by_priority_then_id(world: World) -> None:
     query = {"method": "list", "account_id": 1, "contact": net.a, "limit": 2}
 
     pages = [await ask(world, query)]
-    while pages[-1].result["next_cursor"] is not None:
-        pages.append(await ask(world, {**query, "cursor": pages[-1].result["next_cursor"]}))
+    while result_of(pages[-1])["next_cursor"] is not None:
+        pages.append(await ask(world, {**query, "cursor": result_of(pages[-1])["next_cursor"]}))
 
-    ids = [item["relation_id"] for page in pages for item in page.result["data"]]
+    ids = [item["relation_id"] for page in pages for item in result_of(page)["data"]]
     r = net.relation_ids
     assert ids == [r["p1"], r["family"], r["p0"], r["p2"], r["p3"]]
-    assert [page.result["total_count"] for page in pages] == [5, 5, 5]
+    assert [result_of(page)["total_count"] for page in pages] == [5, 5, 5]
     only_family = await ask(world, {**query, "rel_id": 501})
-    assert [item["relation_id"] for item in only_family.result["data"]] == [r["family"]]
+    assert [item["relation_id"] for item in result_of(only_family)["data"]] == [r["family"]]
 
 
 async def test_single_reads_one_relation(world: World) -> None:
@@ -156,8 +156,8 @@ async def test_single_reads_one_relation(world: World) -> None:
         world, {"method": "single", "account_id": 1, "relation_id": net.relation_ids["family"]}
     )
 
-    assert outcome.result["data"]["props"] == {"closeness": {"value": 2}}
-    assert outcome.result["data"]["priority"] == 70
+    assert result_of(outcome)["data"]["props"] == {"closeness": {"value": 2}}
+    assert result_of(outcome)["data"]["priority"] == 70
 
 
 async def test_a_query_without_reply_to_is_dead_lettered(world: World) -> None:
@@ -166,8 +166,9 @@ async def test_a_query_without_reply_to_is_dead_lettered(world: World) -> None:
 
     outcome = await ask(world, query, reply_to=None)
 
-    assert outcome.dead_letter is not None
-    assert "reply_to" in outcome.dead_letter
+    assert isinstance(outcome, Refused)
+    assert outcome.dead_letter
+    assert "reply_to" in outcome.error.text
 
 
 @pytest.mark.parametrize(
@@ -196,17 +197,17 @@ async def test_refusals(world: World, query: dict[str, Any], code: int, mentions
 
     outcome = await ask(world, body, message_id="q1")
 
-    assert outcome.result["error"] == code, outcome.result
-    assert mentions in outcome.result["error_text"]
-    assert outcome.result["message_id"] == "q1"
-    assert outcome.result["feedback_id"] == "fb"
-    assert "data" not in outcome.result
+    assert result_of(outcome)["error"] == code, result_of(outcome)
+    assert mentions in result_of(outcome)["error_text"]
+    assert result_of(outcome)["message_id"] == "q1"
+    assert result_of(outcome)["feedback_id"] == "fb"
+    assert "data" not in result_of(outcome)
 
 
 async def test_an_unparsable_query_is_answered_with_400(world: World) -> None:
     [outcome] = await run(world.queries(), [envelope(b"{nope", reply_to="caller")])
 
-    assert outcome.result["error"] == 400
+    assert result_of(outcome)["error"] == 400
 
 
 async def test_a_batch_of_queries_is_answered_in_order(world: World) -> None:
@@ -218,5 +219,5 @@ async def test_a_batch_of_queries_is_answered_in_order(world: World) -> None:
 
     outcomes = await run(world.queries(), [envelope(b, reply_to="caller") for b in bodies])
 
-    answered = [o.result["data"]["relation_id"] for o in outcomes]
+    answered = [result_of(o)["data"]["relation_id"] for o in outcomes]
     assert answered == list(net.relation_ids.values())

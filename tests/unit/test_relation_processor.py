@@ -13,10 +13,14 @@ from tests.unit.harness import (
     CrashingWrites,
     WorkerDied,
     World,
+    code_of,
     envelope,
+    events_of,
     relation_command,
+    result_of,
     run,
 )
+from worker.domain.envelope import Answered, Deferred, Replayed
 from worker.domain.shared.identity import profile_xxh
 from worker.domain.shared.relations import Relation
 
@@ -45,8 +49,8 @@ def only(world: World) -> Relation:
 async def attach(world: World, pair: Pair, **weights: Any) -> dict[str, Any]:
     body = relation_command("attach", pair.a, pair.b, weights=weights)
     [outcome] = await run(world.relations(), [envelope(body)])
-    assert outcome.code == 0, outcome.result
-    return outcome.result
+    assert code_of(outcome) == 0, result_of(outcome)
+    return result_of(outcome)
 
 
 async def test_attach_creates_the_relation(world: World, pair: Pair) -> None:
@@ -63,7 +67,7 @@ async def test_attach_creates_the_relation(world: World, pair: Pair) -> None:
     [outcome] = await run(world.relations(), [envelope(body, "m1", correlation_id="corr")])
 
     relation = only(world)
-    assert outcome.result == {
+    assert result_of(outcome) == {
         "error": 0,
         "error_text": "",
         "feedback_id": "fb",
@@ -77,7 +81,7 @@ async def test_attach_creates_the_relation(world: World, pair: Pair) -> None:
         "props": {"weight": 2, "active": True},
         "created": True,
     }
-    [event] = outcome.events
+    [event] = events_of(outcome)
     assert event["event"] == "relation.attached"
     assert (event["xxh_a"], event["xxh_b"]) == (profile_xxh(pair.a), profile_xxh(pair.b))
     assert (event["props"], event["priority"], event["relation_to_a"]) == (
@@ -95,7 +99,7 @@ async def test_attach_of_an_existing_relation_is_refused_with_409(world: World, 
         world.relations(), [envelope(relation_command("attach", pair.a, pair.b, weights={}))]
     )
 
-    assert outcome.code == 409
+    assert code_of(outcome) == 409
     assert only(world).props == {"weight": 1}
 
 
@@ -109,9 +113,9 @@ async def test_strengthen_adds_numbers_sets_bools_and_counts_missing_as_zero(
 
     [outcome] = await run(world.relations(), [envelope(body)])
 
-    assert outcome.result["props"] == {"weight": 3.5, "visits": 3, "active": True}
-    assert outcome.result["created"] is False
-    assert [e["event"] for e in outcome.events] == ["relation.changed"]
+    assert result_of(outcome)["props"] == {"weight": 3.5, "visits": 3, "active": True}
+    assert result_of(outcome)["created"] is False
+    assert [e["event"] for e in events_of(outcome)] == ["relation.changed"]
     assert only(world).props == {"weight": 3.5, "visits": 3, "active": True}
 
 
@@ -122,8 +126,8 @@ async def test_strengthen_and_edit_create_a_missing_relation(world: World, pair:
 
     outcomes = await run(world.relations(), [envelope(strengthen), envelope(edit)])
 
-    assert [(o.code, o.result["created"]) for o in outcomes] == [(0, True), (0, True)]
-    assert [o.events[0]["event"] for o in outcomes] == ["relation.attached"] * 2
+    assert [(code_of(o), result_of(o)["created"]) for o in outcomes] == [(0, True), (0, True)]
+    assert [events_of(o)[0]["event"] for o in outcomes] == ["relation.attached"] * 2
     by_a = {r.profile_id_a: r for r in world.relations_stored()}
     assert (by_a[pair.a].props, by_a[pair.a].priority) == ({"weight": -2}, 50)
     assert (by_a[other].props, by_a[other].relation_to_b) == ({"visits": 4}, "Shop")
@@ -135,7 +139,7 @@ async def test_edit_replaces_given_values_labels_and_priority(world: World, pair
 
     [outcome] = await run(world.relations(), [envelope(body)])
 
-    assert outcome.result["props"] == {"weight": 1, "visits": 1}
+    assert result_of(outcome)["props"] == {"weight": 1, "visits": 1}
     assert (only(world).props, only(world).priority) == ({"weight": 1, "visits": 1}, 10)
 
 
@@ -148,8 +152,8 @@ async def test_a_change_that_changes_nothing_emits_no_event(world: World, pair: 
 
     outcomes = await run(world.relations(), [envelope(body) for body in bodies])
 
-    assert [o.code for o in outcomes] == [0, 0]
-    assert [o.events for o in outcomes] == [[], []]
+    assert [code_of(o) for o in outcomes] == [0, 0]
+    assert [events_of(o) for o in outcomes] == [[], []]
 
 
 async def test_detach_removes_the_relation_and_answers_its_values(world: World, pair: Pair) -> None:
@@ -158,11 +162,11 @@ async def test_detach_removes_the_relation_and_answers_its_values(world: World, 
     [outcome] = await run(world.relations(), [envelope(relation_command("detach", pair.a, pair.b))])
     [missing] = await run(world.relations(), [envelope(relation_command("detach", pair.a, pair.b))])
 
-    assert outcome.result["props"] == {"weight": 5}
-    assert outcome.result["relation_id"] == attached["relation_id"]
-    assert [e["event"] for e in outcome.events] == ["relation.detached"]
+    assert result_of(outcome)["props"] == {"weight": 5}
+    assert result_of(outcome)["relation_id"] == attached["relation_id"]
+    assert [e["event"] for e in events_of(outcome)] == ["relation.detached"]
     assert world.relations_stored() == []
-    assert missing.code == 404
+    assert code_of(missing) == 404
     again = await attach(world, pair, weight=1)
     assert again["relation_id"] != attached["relation_id"], "relation ids are never reused"
 
@@ -180,9 +184,9 @@ async def test_a_relation_is_addressed_by_its_id(world: World, pair: Pair) -> No
 
     outcomes = await run(world.relations(), [envelope(body) for body in bodies])
 
-    assert [o.code for o in outcomes] == [0, 0, 404, 0, 404]
-    assert outcomes[1].result["props"] == {"weight": 2, "visits": 2}
-    assert outcomes[3].result["props"] == {"weight": 2, "visits": 2}
+    assert [code_of(o) for o in outcomes] == [0, 0, 404, 0, 404]
+    assert result_of(outcomes[1])["props"] == {"weight": 2, "visits": 2}
+    assert result_of(outcomes[3])["props"] == {"weight": 2, "visits": 2}
     assert world.relations_stored() == []
 
 
@@ -193,7 +197,22 @@ async def test_sides_are_found_by_the_import_path_s_matching(world: World, pair:
 
     [outcome] = await run(world.relations(), [envelope(body)])
 
-    assert (outcome.result["profile_a"], outcome.result["profile_b"]) == (pair.a, pair.b)
+    assert (result_of(outcome)["profile_a"], result_of(outcome)["profile_b"]) == (pair.a, pair.b)
+
+
+async def test_a_side_refused_leaves_the_next_command_s_sides_as_they_are(
+    world: World, pair: Pair
+) -> None:
+    by_city = {"matching": "custom", "field_name": "city"}
+    nowhere = relation_command("attach", pair.a, pair.b, weights={})
+    nowhere["profile_a"] = {**by_city, "field_value": "Nowhere"}
+    oslo = relation_command("attach", pair.a, pair.b, weights={})
+    oslo["profile_a"] = {**by_city, "field_value": "Oslo"}
+
+    outcomes = await run(world.relations(), [envelope(nowhere), envelope(oslo)])
+
+    assert [code_of(o) for o in outcomes] == [404, 0]
+    assert (only(world).profile_id_a, only(world).profile_id_b) == (pair.a, pair.b)
 
 
 @pytest.mark.parametrize(
@@ -232,9 +251,9 @@ async def test_refusals_write_nothing(
 
     [outcome] = await run(world.relations(), [envelope(body, "m-refused")])
 
-    assert outcome.code == code, outcome.result
-    assert mentions in outcome.result["error_text"]
-    assert outcome.events == []
+    assert code_of(outcome) == code, result_of(outcome)
+    assert mentions in result_of(outcome)["error_text"]
+    assert events_of(outcome) == []
     assert world.relations_stored() == []
 
 
@@ -254,8 +273,8 @@ async def test_commands_on_one_relation_apply_in_queue_order_within_a_batch(
 
     outcomes = await run(world.relations(), [envelope(body) for body in bodies])
 
-    assert [o.code for o in outcomes] == [0] * 7
-    assert [o.result["props"] for o in outcomes] == [
+    assert [code_of(o) for o in outcomes] == [0] * 7
+    assert [result_of(o)["props"] for o in outcomes] == [
         {"weight": 1},
         {"weight": 3},
         {"weight": 7},
@@ -264,7 +283,7 @@ async def test_commands_on_one_relation_apply_in_queue_order_within_a_batch(
         {"weight": 6, "visits": 1},
         {"weight": 9},
     ]
-    assert [o.events[0]["event"] for o in outcomes] == [
+    assert [events_of(o)[0]["event"] for o in outcomes] == [
         "relation.attached",
         "relation.changed",
         "relation.attached",
@@ -316,11 +335,11 @@ async def test_copies_in_one_batch_have_one_effect_and_one_set_of_events(
     outcomes = await run(world.relations(), [envelope(body, "m1") for _ in range(copies)])
 
     first, rest = outcomes[0], outcomes[1:]
-    assert first.code == 0, first.result
-    assert not first.replayed
-    assert len(first.events) == 1
-    assert all(o.result == first.result for o in rest), "a copy gets the original answer"
-    assert all(o.replayed and o.events == [] for o in rest)
+    assert code_of(first) == 0, result_of(first)
+    assert isinstance(first, Answered)
+    assert len(events_of(first)) == 1
+    assert all(result_of(o) == result_of(first) for o in rest), "a copy gets the original answer"
+    assert all(isinstance(o, Replayed) and events_of(o) == [] for o in rest)
     assert _stored_props(world) == _expected_props(action)
 
 
@@ -335,10 +354,10 @@ async def test_a_copy_in_a_later_batch_gets_the_same_answer(
     world.clock.advance(3600)
     [again] = await run(world.relations(), [envelope(body, "m1")])
 
-    assert first.code == 0
-    assert again.result == first.result
-    assert again.replayed
-    assert again.events == []
+    assert code_of(first) == 0
+    assert result_of(again) == result_of(first)
+    assert isinstance(again, Replayed)
+    assert events_of(again) == []
     assert _stored_props(world) == _expected_props(action)
 
 
@@ -351,11 +370,11 @@ async def test_a_copy_decided_by_another_owner_right_now_is_deferred(
 
     [copy] = await run(world.relations(), [envelope(body, "m1")])
 
-    assert copy.defer is not None
-    assert copy.result == {}
+    assert isinstance(copy, Deferred)
+    assert result_of(copy) == {}
     await deciding.complete([first])
     [later] = await run(world.relations(), [envelope(body, "m1")])
-    assert later.result == first.result
+    assert result_of(later) == result_of(first)
     assert only(world).props == {"weight": 2}
 
 
@@ -371,19 +390,19 @@ async def test_a_crash_around_the_write_is_finished_by_the_next_owner_once(
         await world.relations(crashing).process([envelope(body, "m1")])
 
     [early] = await run(world.relations(), [envelope(body, "m1")])
-    assert early.defer is not None, "the dead owner's lease has not ended"
+    assert isinstance(early, Deferred), "the dead owner's lease has not ended"
     world.outlive_leases()
     outcomes = await run(world.relations(), [envelope(body, "m1")] * 2)
 
     answer = outcomes[0]
-    assert answer.code == 0, answer.result
-    assert answer.result["action"] == action
-    assert answer.result["created"] is (action == "attach")
-    assert not answer.replayed
-    assert len(answer.events) == 1
-    assert outcomes[1].result == answer.result
-    assert outcomes[1].events == []
+    assert code_of(answer) == 0, result_of(answer)
+    assert result_of(answer)["action"] == action
+    assert result_of(answer)["created"] is (action == "attach")
+    assert isinstance(answer, Answered)
+    assert len(events_of(answer)) == 1
+    assert result_of(outcomes[1]) == result_of(answer)
+    assert events_of(outcomes[1]) == []
     assert _stored_props(world) == _expected_props(action)
     [again] = await run(world.relations(), [envelope(body, "m1")])
-    assert again.replayed
-    assert again.result == answer.result
+    assert isinstance(again, Replayed)
+    assert result_of(again) == result_of(answer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -19,10 +19,33 @@ class CommandModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class ResultModel(BaseModel):
-    """Every result carries `error` and `error_text`, and echoes the command's identifiers."""
+class SentModel(BaseModel):
+    """A message the worker sends (a result or an event), a model until it is sent.
+
+    `encode` gives its body on the wire and `document` the same JSON as a dict, for the
+    ledger: one serialization for both, so a recorded answer is the one that was sent.
+    """
 
     model_config = ConfigDict(frozen=True)
+
+    omit_none: ClassVar[bool] = False
+    """Leave out fields that are None."""
+    omit_unset: ClassVar[bool] = False
+    """Leave out fields that were never set."""
+
+    def encode(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(
+            self, exclude_none=self.omit_none, exclude_unset=self.omit_unset
+        )
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json", exclude_none=self.omit_none, exclude_unset=self.omit_unset
+        )
+
+
+class ResultModel(SentModel):
+    """Every result carries `error` and `error_text`, and echoes the command's identifiers."""
 
     error: int = 0
     error_text: str = ""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import field_serializer
+
+from worker.contract.common import SentModel
 
 
-class Event(BaseModel):
-    """One thing that happened; the routing key is `event`."""
+class Event(SentModel):
+    """One thing that happened; the routing key is `event`. Fields that do not apply to it
+    (None) are left out."""
 
-    model_config = ConfigDict(frozen=True)
+    omit_none: ClassVar[bool] = True
 
     event: str
     occurred_at: datetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StrictStr, ValidationError, model_validator
 
@@ -43,8 +43,13 @@ class RelationQuery(MatchingKeys):
 
 
 class QueryAnswer(ResultModel):
-    """Every answer: `data` on success, `error`/`error_text` always."""
+    """Every answer: `data` on success, `error`/`error_text` always.
 
+    Only the fields set are sent, so an answer carries what applies to its method; whoever
+    builds one sets `error` and `error_text` too.
+    """
+
+    omit_unset: ClassVar[bool] = True
     error_text: str = SUCCESS
     data: Any = None
     total_count: int | None = None

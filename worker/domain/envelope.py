@@ -1,9 +1,17 @@
-"""A command as the domain sees it arrive, and what the runtime should do with it after."""
+"""A command as the domain sees it arrive, and what the runtime should do with it after.
+
+The outcome is decided by the domain from the exception tree (`worker.errors`) and read by the
+runtime by its type: answered, refused, answered again, failed for now, or deferred. Results
+and events stay models until the runtime sends them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
+from worker.errors import Refusal
 
 
 @dataclass(frozen=True)
@@ -23,35 +31,55 @@ class Envelope:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """The answer to one command.
+class Answered:
+    """Decided now, its effect (if any) in the store: answer `result`, publish `events`.
 
-    `retry` names a transient failure: the runtime retries later and answers 500 only once
-    the retry budget is spent. `defer` names why the command comes back later without an
-    answer and without spending that budget (a copy decided elsewhere right now).
-    `dead_letter` names why a copy goes to `<queue>.dead`. `dedup_id` is the ledger entry to
-    mark done once the answer is published; `replayed`, an answer the ledger already had.
+    Also a command whose previous owner died after its write landed: its recorded answer and
+    events. `command_id` is the ledger entry to mark done once they are published.
     """
 
-    result: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    retry: str | None = None
-    defer: str | None = None
-    dead_letter: str | None = None
-    dedup_id: str | None = None
-    replayed: bool = False
+    result: ResultModel
+    events: tuple[Event, ...] = ()
+    command_id: str | None = None
 
-    @property
-    def final(self) -> bool:
-        """Answered now, rather than sent back to the queue for later."""
-        return self.retry is None and self.defer is None
 
-    @property
-    def refused(self) -> bool:
-        """A 4xx answer decided now."""
-        return self.final and not self.replayed and 400 <= self.code < 500
+@dataclass(frozen=True)
+class Refused:
+    """Refused now with `error`'s 4xx code, and nothing changed; `result` is the answer.
 
-    @property
-    def code(self) -> int:
-        value = self.result.get("error", 500)
-        return value if isinstance(value, int) else 500
+    `dead_letter`: the body is not even a command, so the message is also copied to
+    `<queue>.dead` for a human to look at. `command_id` as for `Answered`.
+    """
+
+    error: Refusal
+    result: ResultModel
+    command_id: str | None = None
+    dead_letter: bool = False
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A copy of a command answered before (recorded in the ledger, or its first copy in this
+    batch): the same `result` again, with no events and nothing to record."""
+
+    result: ResultModel
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A transient failure: the command is tried again later through the retry queues and
+    answered 500 (and dead-lettered) once the retry budget is spent. `reason` is for headers
+    and logs."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Another owner is deciding the command right now: it comes back later, unanswered,
+    without spending the retry budget. `reason` is for headers and logs."""
+
+    reason: str
+
+
+Outcome = Answered | Refused | Replayed | Failed | Deferred

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from worker.domain.envelope import Envelope, Outcome
+from worker.contract.common import ResultModel
+from worker.domain.envelope import Envelope, Failed, Outcome
 from worker.errors import StoreUnavailable
 from worker.observability import BATCH_SECONDS, BATCH_SIZE, STORE_UP
 from worker.runtime.delivery import Delivery
@@ -34,7 +35,7 @@ log = logging.getLogger("worker.consumer")
 class Processor(Protocol):
     async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]: ...
     async def complete(self, outcomes: Sequence[Outcome]) -> None: ...
-    def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]: ...
+    def failure(self, envelope: Envelope, code: int, text: str) -> ResultModel: ...
 
 
 class StorePing(Protocol):
@@ -125,7 +126,7 @@ class BatchConsumer:
         except Exception as exc:
             if len(envelopes) == 1:
                 log.exception("command failed", extra={"queue": self._route.queue})
-                return [Outcome(result={}, retry=f"{type(exc).__name__}: {exc}")]
+                return [Failed(f"{type(exc).__name__}: {exc}")]
         outcomes: list[Outcome] = []
         for envelope in envelopes:
             outcomes += await self._process([envelope])

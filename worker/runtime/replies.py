@@ -1,5 +1,9 @@
 """What a batch sends once it is decided: each command's answer and events, or the command
-itself again (to a retry queue, back for later, or to `<queue>.dead`)."""
+itself again (to a retry queue, back for later, or to `<queue>.dead`).
+
+Which of these it is follows from the type of the command's outcome; here results and events
+are serialized, once, straight from their models.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import orjson
-
-from worker.domain.envelope import Envelope, Outcome
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
+from worker.domain.envelope import Answered, Deferred, Envelope, Failed, Outcome, Refused, Replayed
 from worker.observability import COMMANDS, DEAD_LETTERS, DEFERRED, RETRIES
 from worker.runtime.delivery import Delivery
 from worker.runtime.publisher import Outgoing
@@ -24,7 +28,7 @@ REASON_HEADER = "x-dead-letter-reason"
 
 
 class FailureAnswer(Protocol):
-    def __call__(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]: ...
+    def __call__(self, envelope: Envelope, code: int, text: str) -> ResultModel: ...
 
 
 class Replies:
@@ -59,58 +63,69 @@ class Replies:
     ) -> list[Outgoing]:
         messages: list[Outgoing] = []
         for delivery, envelope, outcome in zip(deliveries, envelopes, outcomes, strict=True):
-            back = self._sent_back(envelope, outcome)
-            if back:
-                queue, attempt, why = back
-                (DEFERRED if outcome.defer else RETRIES).labels(self._route.queue).inc()
-                messages.append(self._copy(delivery, envelope, queue, "", why, attempt))
-                continue
-            result, reason = outcome.result, outcome.dead_letter
-            if outcome.retry:
-                attempts = envelope.attempt + 1
-                text = f"internal error after {attempts} attempts: {outcome.retry}"
-                result, reason = self._failure(envelope, 500, text), text
-            answer = self._answer(delivery, result)
-            if answer.routing_key:
-                messages.append(answer)
-            if not outcome.replayed:
-                messages += [self._event(event) for event in outcome.events]
-            if reason:
-                messages.append(self._dead_letter(delivery, envelope, reason))
+            messages += self._sent(delivery, envelope, outcome)
         return messages
 
     def count(self, envelopes: Sequence[Envelope], outcomes: Sequence[Outcome]) -> None:
         """Answered commands by code; those sent back are counted in RETRIES or DEFERRED."""
         for envelope, outcome in zip(envelopes, outcomes, strict=True):
-            if self._sent_back(envelope, outcome):
-                continue
-            code = 500 if outcome.retry else outcome.code
-            COMMANDS.labels(self._route.queue, str(code), str(outcome.replayed).lower()).inc()
+            match outcome:
+                case Answered(result) | Refused(result=result):
+                    code, replayed = result.error, False
+                case Replayed(result):
+                    code, replayed = result.error, True
+                case Failed() if not self._retries_left(envelope):
+                    code, replayed = 500, False
+                case _:
+                    continue
+            COMMANDS.labels(self._route.queue, str(code), str(replayed).lower()).inc()
 
-    def _sent_back(self, envelope: Envelope, outcome: Outcome) -> tuple[str, int, str] | None:
-        """Where a command goes unanswered, the attempt it then carries, and why: a transient
-        failure with retry budget left, or a deferral (which spends none); None when it is
-        answered now."""
-        settings = self._settings
-        if outcome.defer:
-            queue = self._route.retry_queue(1) if settings.retry_max_attempts else None
-            return queue or self._route.queue, envelope.attempt, outcome.defer
-        if outcome.retry and envelope.attempt < settings.retry_max_attempts:
-            attempt = envelope.attempt + 1
-            return self._route.retry_queue(attempt), attempt, outcome.retry
-        return None
+    def _sent(self, delivery: Delivery, envelope: Envelope, outcome: Outcome) -> list[Outgoing]:
+        """What one command sends: its answer (with its events, or with a copy of it to
+        `<queue>.dead`), or the command itself again, for later."""
+        match outcome:
+            case Answered(result, events):
+                return [*self._answer(delivery, result), *map(self._event, events)]
+            case Refused(error, result, dead_letter=True):
+                dead = self._dead_letter(delivery, envelope, error.text)
+                return [*self._answer(delivery, result), dead]
+            case Refused(result=result) | Replayed(result):
+                return self._answer(delivery, result)
+            case Deferred(reason):  # back through the first retry queue, spending no budget
+                DEFERRED.labels(self._route.queue).inc()
+                route = self._route
+                queue = route.retry_queue(1) if self._settings.retry_max_attempts else route.queue
+                return [self._copy(delivery, envelope, queue, "", reason, envelope.attempt)]
+            case Failed(reason) if self._retries_left(envelope):
+                RETRIES.labels(self._route.queue).inc()
+                attempt = envelope.attempt + 1
+                queue = self._route.retry_queue(attempt)
+                return [self._copy(delivery, envelope, queue, "", reason, attempt)]
+            case Failed(reason):
+                text = f"internal error after {envelope.attempt + 1} attempts: {reason}"
+                answer = self._answer(delivery, self._failure(envelope, 500, text))
+                return [*answer, self._dead_letter(delivery, envelope, text)]
 
-    def _answer(self, delivery: Delivery, result: dict[str, Any]) -> Outgoing:
+    def _retries_left(self, envelope: Envelope) -> bool:
+        return envelope.attempt < self._settings.retry_max_attempts
+
+    def _answer(self, delivery: Delivery, result: ResultModel) -> list[Outgoing]:
+        """The answer, to `reply_to` or else the route's result queue; none without either."""
+        routing_key = delivery.reply_to or self._route.result_queue
+        if not routing_key:
+            return []
+        return [
+            Outgoing(
+                routing_key=routing_key,
+                body=result.encode(),
+                correlation_id=delivery.correlation_id or delivery.message_id,
+            )
+        ]
+
+    def _event(self, event: Event) -> Outgoing:
         return Outgoing(
-            routing_key=delivery.reply_to or self._route.result_queue or "",
-            body=orjson.dumps(result),
-            correlation_id=delivery.correlation_id or delivery.message_id,
-        )
-
-    def _event(self, event: dict[str, Any]) -> Outgoing:
-        return Outgoing(
-            routing_key=str(event["event"]),
-            body=orjson.dumps(event),
+            routing_key=event.event,
+            body=event.encode(),
             exchange=self._settings.events_exchange,
         )
 

@@ -23,7 +23,9 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from worker.domain.shared.ports import Answered, Busy, Claim, Yours
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
+from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.markers import marker_of
@@ -55,8 +57,8 @@ class WriteAhead:
     """A decided answer and the write it goes with, recorded before the write is made."""
 
     command_id: str
-    result: Mapping[str, Any]
-    events: Sequence[Mapping[str, Any]]
+    result: ResultModel
+    events: Sequence[Event]
     target: Target
 
 
@@ -107,7 +109,7 @@ class MongoLedger:
         for command_id in command_ids:
             answer, holder = answers.get(command_id), holders.get(command_id)
             if command_id in done and answer is not None:
-                claims[command_id] = Answered(answer["result"])
+                claims[command_id] = Recorded(answer["result"])
             elif holder is not None and (
                 holder["owner"] == owner or await self._take_over(holder, owner, now)
             ):
@@ -137,10 +139,10 @@ class MongoLedger:
     async def _resumed(self, command_id: str, answer: dict[str, Any] | None) -> Claim:
         """A claim taken over (or held by this owner before): did the decided write land?"""
         if answer is None or answer.get("target") is None:
-            return Answered(answer["result"]) if answer is not None else Yours()
+            return Recorded(answer["result"]) if answer is not None else Yours()
         target = Target(**answer["target"])
         if await self._landed(command_id, target):
-            return Answered(answer["result"], answer.get("events") or [])
+            return Recorded(answer["result"], answer.get("events") or [])
         return Yours(target=target.document_id)
 
     async def _landed(self, command_id: str, target: Target) -> bool:
@@ -158,8 +160,8 @@ class MongoLedger:
             [
                 {
                     "_id": entry.command_id,
-                    "result": dict(entry.result),
-                    "events": [dict(event) for event in entry.events],
+                    "result": entry.result.document(),
+                    "events": [event.document() for event in entry.events],
                     "target": vars(entry.target),
                     "at": now,
                 }
@@ -167,12 +169,12 @@ class MongoLedger:
             ]
         )
 
-    async def remember(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+    async def remember(self, answers: Mapping[str, ResultModel]) -> None:
         now = datetime.now(UTC)
         async with translated():
             await self._record(
                 [
-                    {"_id": command_id, "result": dict(result), "events": [], "at": now}
+                    {"_id": command_id, "result": result.document(), "events": [], "at": now}
                     for command_id, result in answers.items()
                 ]
             )

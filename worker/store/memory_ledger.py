@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from worker.domain.shared.ports import Answered, Busy, Claim, Yours
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
+from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.domain.shared.profiles import Profile
 from worker.domain.shared.relations import Relation
 from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
@@ -94,7 +96,7 @@ class MemoryLedger:
     def _claimed_before(self, command_id: str, owner: str, now: datetime) -> Claim:
         answer, hold = self.answers.get(command_id), self.holds.get(command_id)
         if command_id in self.done and answer is not None:
-            return Answered(copy.deepcopy(answer.result))
+            return Recorded(copy.deepcopy(answer.result))
         if hold is not None and (hold.owner == owner or self._take_over(command_id, owner, now)):
             return self._resumed(command_id, answer)
         return Busy()
@@ -116,9 +118,9 @@ class MemoryLedger:
         if answer is None:
             return Yours()
         if answer.target is None:
-            return Answered(copy.deepcopy(answer.result))
+            return Recorded(copy.deepcopy(answer.result))
         if self._landed(command_id, answer.target):
-            return Answered(copy.deepcopy(answer.result), copy.deepcopy(answer.events))
+            return Recorded(copy.deepcopy(answer.result), copy.deepcopy(answer.events))
         return Yours(target=answer.target.document_id)
 
     def _landed(self, command_id: str, target: Target) -> bool:
@@ -127,19 +129,20 @@ class MemoryLedger:
             return document is None
         return document is not None and marker_of(command_id) in document.markers
 
-    def write_ahead(self, entries: Iterable[tuple[str, Mapping[str, Any], Any, Target]]) -> None:
-        """Record decided answers (command id, result, events, target) before their writes;
-        a new owner's plan replaces the old."""
+    def write_ahead(
+        self, entries: Iterable[tuple[str, ResultModel, Sequence[Event], Target]]
+    ) -> None:
+        """Record decided answers (command id, result, events, target) before their writes,
+        as JSON documents like the MongoDB ledger; a new owner's plan replaces the old."""
         now = self._clock()
         for command_id, result, events, target in entries:
-            self.answers[command_id] = _Answer(
-                copy.deepcopy(dict(result)), copy.deepcopy(list(events)), target, now
-            )
+            documents = [event.document() for event in events]
+            self.answers[command_id] = _Answer(result.document(), documents, target, now)
 
-    async def remember(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+    async def remember(self, answers: Mapping[str, ResultModel]) -> None:
         now = self._clock()
         for command_id, result in answers.items():
-            self.answers[command_id] = _Answer(copy.deepcopy(dict(result)), [], None, now)
+            self.answers[command_id] = _Answer(result.document(), [], None, now)
 
     async def finish(self, command_ids: Sequence[str]) -> None:
         now = self._clock()

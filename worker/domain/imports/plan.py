@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,28 +19,35 @@ from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite, u
 from worker.errors import NotFound, UniqueViolation, WriteConflict
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImportJob:
-    """One command on its way through a batch."""
+    """One decoded command on its way through a batch."""
 
     index: int
     envelope: Envelope
     command: ImportCommand
-    dedup_id: str | None
+    command_id: str | None
     order_key: str
-    account: Account | None = None
-    database: Database | None = None
-    changes: FieldChanges | None = None
-    subscriptions: list[SubscriptionChange] = field(default_factory=list)
-    spec: MatchSpec | None = None
-    unique_keys: tuple[str, ...] = ()
-    found: list[str] = field(default_factory=list)
     resume_target: str | None = None
     """The profile an owner of this command that died meant to create (see `Yours`)."""
 
 
+@dataclass(frozen=True)
+class CheckedImport:
+    """A job past the checks that need no profile: its account and database, the field
+    changes and subscriptions it asks for, how it matches, and the unique keys it sets."""
+
+    job: ImportJob
+    account: Account
+    database: Database
+    changes: FieldChanges
+    subscriptions: tuple[SubscriptionChange, ...]
+    spec: MatchSpec
+    unique_keys: tuple[str, ...]
+
+
 def plan_import(
-    job: ImportJob,
+    checked: CheckedImport,
     target: Profile | None,
     profile_id: str,
     owners: dict[str, str],
@@ -48,15 +56,16 @@ def plan_import(
 ) -> ProfileWrite:
     """Plan one import against the profile it matched (`target`), or a creation as `profile_id`:
     the write, with its answer and events."""
-    command, database, changes = job.command, job.database, job.changes
-    assert database is not None
-    assert changes is not None
+    job, database, changes = checked.job, checked.database, checked.changes
+    command = job.command
     if target is None and (command.update_only or command.matching == "profile_id"):
         raise NotFound(f"profile not found in database {command.db_id}")
     if target is None:
         _creation_defaults(command, changes)
     claims, releases = _unique_claims(database, changes, target, profile_id, owners, profiles)
-    subscriptions, subscribed = _subscription_changes(job, target, profile_id, owners, profiles)
+    subscriptions, subscribed = _subscription_changes(
+        checked.subscriptions, target, profile_id, owners, profiles
+    )
     claims.update({key: owner for key, owner in subscribed.items() if key not in claims})
     result = ImportResult(
         feedback_id=command.feedback_id,
@@ -75,14 +84,14 @@ def plan_import(
     events = _events(job, changes, bool(documents), target, common)
     events += _subscribed_events(newly_subscribed, common)
     return ProfileWrite(
-        command_id=job.dedup_id,
+        command_id=job.command_id,
         profile_id=profile_id,
         db_id=database.db_id,
         account_id=database.account_id,
         before=target,
         changes=changes,
-        result=result.model_dump(mode="json"),
-        events=events,
+        result=result,
+        events=tuple(events),
         claims=claims,
         releases=tuple(releases),
         subscriptions=documents,
@@ -100,7 +109,7 @@ def _creation_defaults(command: ImportCommand, changes: FieldChanges) -> None:
 
 
 def _subscription_changes(
-    job: ImportJob,
+    changes: Sequence[SubscriptionChange],
     target: Profile | None,
     profile_id: str,
     owners: dict[str, str],
@@ -111,7 +120,7 @@ def _subscription_changes(
     current = target.subscriptions if target else {}
     documents: dict[str, tuple[dict[str, Any], bool]] = {}
     claims: dict[str, str | None] = {}
-    for change in job.subscriptions:
+    for change in changes:
         slot = slot_of(change)
         before = current.get(slot)
         after = merged(change, before)
@@ -134,9 +143,7 @@ def _subscription_changes(
     return documents, claims
 
 
-def _subscribed_events(
-    documents: list[dict[str, Any]], common: dict[str, Any]
-) -> list[dict[str, Any]]:
+def _subscribed_events(documents: list[dict[str, Any]], common: dict[str, Any]) -> list[Event]:
     return [
         Event(
             event="profile.subscribed",
@@ -144,7 +151,7 @@ def _subscribed_events(
             channel=document["channel"],
             status=document["status"],
             **common,
-        ).model_dump(mode="json", exclude_none=True)
+        )
         for document in documents
     ]
 
@@ -222,7 +229,7 @@ def _events(
     subscribing: bool,
     target: Profile | None,
     common: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     command = job.command
     subscriptions = ["subscriptions"] if subscribing else []
     events: list[Event] = []
@@ -237,4 +244,4 @@ def _events(
         events.append(Event(event="trigger.requested", trigger_id=command.trigger_id, **common))
     if command.workflow_id is not None:
         events.append(Event(event="workflow.requested", workflow_id=command.workflow_id, **common))
-    return [event.model_dump(mode="json", exclude_none=True) for event in events]
+    return events

@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Any
 
 from worker.contract.common import feedback_id_of, parse_json_object
-from worker.contract.queries import QueryAnswer, RelationQuery, decode_query
-from worker.domain.envelope import Envelope, Outcome
+from worker.contract.queries import SUCCESS, QueryAnswer, RelationQuery, decode_query
+from worker.domain.envelope import Answered, Envelope, Outcome, Refused
 from worker.domain.relations.rules import relation_type_of
 from worker.domain.shared.auth import Access, authorize
 from worker.domain.shared.catalog import RelationType
@@ -46,12 +46,15 @@ class QueryProcessor:
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
         """Nothing to record: queries change nothing."""
 
-    def failure(self, envelope: Envelope, code: int, text: str) -> dict[str, Any]:
+    def failure(self, envelope: Envelope, code: int, text: str) -> QueryAnswer:
         return _answer(envelope, error=code, error_text=text)
 
     async def _one(self, envelope: Envelope) -> Outcome:
+        """The answer; a refusal is answered too, and only a query that has nowhere to be
+        answered is dead-lettered."""
         if not envelope.reply_to:
-            return Outcome(result={}, dead_letter="query without reply_to: nowhere to answer")
+            nowhere = InvalidCommand("query without reply_to: nowhere to answer")
+            return Refused(nowhere, self.failure(envelope, 400, nowhere.text), dead_letter=True)
         feedback_id = None
         try:
             raw = parse_json_object(envelope.body, self._max_message_bytes)
@@ -59,13 +62,12 @@ class QueryProcessor:
             query = decode_query(raw)
             async with self._slots:
                 answer = await self._answer(query, envelope)
-            return Outcome(result=_answer(envelope, feedback_id=feedback_id, **answer))
+            return Answered(_answer(envelope, feedback_id=feedback_id, **answer))
         except Refusal as refusal:
-            return Outcome(
-                result=_answer(
-                    envelope, error=refusal.code, error_text=refusal.text, feedback_id=feedback_id
-                )
+            result = _answer(
+                envelope, error=refusal.code, error_text=refusal.text, feedback_id=feedback_id
             )
+            return Refused(refusal, result)
 
     async def _answer(self, query: RelationQuery, envelope: Envelope) -> dict[str, Any]:
         """The answer's fields; the envelope's user is the broker user the broker vouched
@@ -207,13 +209,15 @@ def cursor_position(cursor: str | None, by_priority: bool) -> tuple[int, int] | 
     return (numbers[0], numbers[1]) if by_priority else (0, numbers[0])
 
 
-def _answer(envelope: Envelope, **fields: Any) -> dict[str, Any]:
-    """Only what applies to the method; `next_cursor` stays, as null, on the last page."""
-    answer = QueryAnswer(
-        message_id=envelope.message_id, correlation_id=envelope.correlation_id, **fields
+def _answer(envelope: Envelope, **fields: Any) -> QueryAnswer:
+    """Only what applies to the method is set (and sent); `next_cursor` stays, as null, on the
+    last page."""
+    return QueryAnswer(
+        **{
+            "error": 0,
+            "error_text": SUCCESS,
+            "message_id": envelope.message_id,
+            "correlation_id": envelope.correlation_id,
+            **fields,
+        }
     )
-    return {
-        "error": answer.error,
-        "error_text": answer.error_text,
-        **answer.model_dump(mode="json", exclude_unset=True),
-    }

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from worker.contract.events import Event
 from worker.contract.relations import RelationCommand, RelationResult
@@ -22,34 +21,53 @@ EVENTS: dict[WriteKind, str] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class RelationJob:
-    """One command on its way through a batch."""
+    """One decoded command on its way through a batch."""
 
     index: int
     envelope: Envelope
     command: RelationCommand
-    dedup_id: str | None
+    command_id: str | None
     order_key: str
-    rtype: RelationType | None = None
-    weights: dict[str, Value] = field(default_factory=dict)
-    current: Relation | None = None
-    key: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckedRelation:
+    """A job past the checks that need no profile: its relation type and weights, and either
+    the relation it addresses by id or what to look up for each side (A, then B)."""
+
+    job: RelationJob
+    rtype: RelationType
+    weights: dict[str, Value]
+    addressed: Relation | None
+    sides: tuple[LookupRequest, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedRelation:
+    """A job and the relation it acts on: its key, and the relation as stored (None: not
+    there). A job addressed by profiles also knows their ids, and the relation id its key
+    claims already (a creation cut short), if any."""
+
+    checked: CheckedRelation
+    key: str
+    current: Relation | None
     profile_ids: tuple[str, str] | None = None
     claimed_id: int | None = None
-    sides: list[LookupRequest] = field(default_factory=list)
 
 
-def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> RelationWrite:
-    """Plan one command on its relation (`job.current`), or a creation under `new_id`: the
-    write, with its answer and events."""
-    command, rtype, current = job.command, job.rtype, job.current
-    assert rtype is not None
+def plan_relation(resolved: ResolvedRelation, new_id: int | None, now: datetime) -> RelationWrite:
+    """Plan one command on its relation (`resolved.current`), or a creation under `new_id`:
+    the write, with its answer and events."""
+    checked, current = resolved.checked, resolved.current
+    job, rtype, weights = checked.job, checked.rtype, checked.weights
+    command = job.command
     kind: WriteKind
     if current is None:
         assert new_id is not None
-        assert job.profile_ids is not None  # a missing relation is only ever addressed by them
-        profile_id_a, profile_id_b = job.profile_ids
+        assert resolved.profile_ids is not None  # a missing relation is addressed by profiles
+        profile_id_a, profile_id_b = resolved.profile_ids
         blank = Relation(
             relation_id=new_id,
             rel_id=rtype.rel_id,
@@ -59,11 +77,11 @@ def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> Relati
             profile_id_a=profile_id_a,
             profile_id_b=profile_id_b,
         )
-        relation, kind = after(command, job.weights, blank), "create"
+        relation, kind = after(command, weights, blank), "create"
     elif command.action == "detach":
         relation, kind = current, "delete"
     else:
-        relation, kind = after(command, job.weights, current), "update"
+        relation, kind = after(command, weights, current), "update"
     unchanged = kind == "update" and relation == current
     result = RelationResult(
         action=command.action,
@@ -76,12 +94,12 @@ def plan_relation(job: RelationJob, new_id: int | None, now: datetime) -> Relati
         feedback_id=command.feedback_id,
         message_id=job.envelope.message_id,
         correlation_id=job.envelope.correlation_id,
-    ).model_dump(mode="json")
-    events = [] if unchanged else [_event(EVENTS[kind], relation, job, now)]
-    return RelationWrite(kind, relation, current, job.dedup_id, result, events)
+    )
+    events = () if unchanged else (_event(EVENTS[kind], relation, job, now),)
+    return RelationWrite(kind, relation, current, job.command_id, result, events)
 
 
-def _event(name: str, relation: Relation, job: RelationJob, now: datetime) -> dict[str, Any]:
+def _event(name: str, relation: Relation, job: RelationJob, now: datetime) -> Event:
     return Event(
         event=name,
         occurred_at=now,
@@ -100,4 +118,4 @@ def _event(name: str, relation: Relation, job: RelationJob, now: datetime) -> di
         priority=relation.priority,
         feedback_id=job.command.feedback_id,
         message_id=job.envelope.message_id,
-    ).model_dump(mode="json", exclude_none=True)
+    )

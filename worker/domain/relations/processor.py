@@ -1,4 +1,4 @@
-"""The relation path for a batch: claim, authorize, resolve both profiles, plan, write.
+"""The relation path for a batch: claim, decode, then rounds of check, resolve, plan, write.
 
 Like imports, commands run in rounds of one command per order key, and a command whose
 relation another command of the round already touches waits for the next round, so commands
@@ -7,160 +7,165 @@ on one relation apply in queue order. A write that lost a race is planned again.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
 from worker.domain.envelope import Envelope, Outcome
-from worker.domain.processing import CommandProcessor
-from worker.domain.relations.plan import RelationJob, plan_relation
+from worker.domain.processing import Admitted, Batch, CommandProcessor
+from worker.domain.relations.plan import (
+    CheckedRelation,
+    RelationJob,
+    ResolvedRelation,
+    plan_relation,
+)
 from worker.domain.relations.rules import checked_weights, refuse_if_inapplicable, relation_type_of
 from worker.domain.shared.auth import Access, authorize
 from worker.domain.shared.matching import order_key
 from worker.domain.shared.profile_lookup import existing_profile, look_up, request_for
-from worker.domain.shared.relations import ProfileKeys, RelationWrite, relation_key
+from worker.domain.shared.relations import ProfileKeys, Relation, RelationWrite, relation_key
 from worker.errors import NotFound, Refusal
 
 
-class RelationProcessor(CommandProcessor[RelationJob]):
+class RelationProcessor(CommandProcessor):
     """Turns a batch of relation envelopes into one outcome each, in order."""
 
-    dedup_prefix = "relation"
+    kind = "relation"
     result_model = RelationResult
 
-    def _job(
-        self, index: int, envelope: Envelope, dedup_id: str | None, target: str | int | None
-    ) -> RelationJob:
-        command, key = self._decoded(envelope, _keyed_relation)
-        if command.action == "detach" and target is not None:
-            # An owner that died chose this relation and may have released its key already:
-            # the detach is finished on it.
-            command = command.model_copy(update={"relation_id": int(target)})
-        return RelationJob(
-            index=index, envelope=envelope, command=command, dedup_id=dedup_id, order_key=key
-        )
+    async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        return await self._batch(envelopes).decided(_decoded, self._round)
 
-    async def _round(
-        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
-    ) -> list[RelationJob]:
-        """Run one round; return the jobs to try again in the next."""
+    async def _round(self, jobs: list[RelationJob], batch: Batch) -> list[RelationJob]:
+        """One round (check, resolve, plan, write); the jobs to try again in the next."""
         addressed = [job.command.relation_id for job in jobs if job.command.relation_id]
         known = await self._stores.relations.relations_by_ids(sorted(set(addressed)))
-        for job in jobs:
-            job.current = job.key = job.claimed_id = None
-            if job.command.relation_id is not None:
-                job.current = known.get(job.command.relation_id)
-        ready = await self._guarded(jobs, outcomes, self._prepare)
-        ready = await self._resolve(ready, outcomes)
-        planned, deferred = await self._plan(ready, outcomes)
-        landed = await self._landed(planned, self._stores.relations.write, outcomes)
-        return [*landed, *deferred]
+        checked = await batch.check(jobs, lambda job: self._check(job, known))
+        resolved = await self._resolve(checked, batch)
+        planned, waiting = await self._plan(resolved, batch)
+        conflicts = await batch.land(planned, self._stores.relations.write)
+        return [*conflicts, *waiting]
 
-    async def _prepare(self, job: RelationJob) -> None:
-        """Catalog checks, the relation addressed by id, authorization and the weights."""
+    async def _check(self, job: RelationJob, known: dict[int, Relation]) -> CheckedRelation:
+        """Catalog checks, the relation addressed by id (among `known`), authorization, the
+        weights, and what to look up for a relation addressed by profiles."""
         command, catalog = job.command, self._stores.catalog
         account = await catalog.account(command.account_id)
         if account is None:
             raise NotFound(f"account {command.account_id} not found")
         account.check_message_size(job.envelope.body)
-        rel_id = command.rel_id
+        rel_id, addressed = command.rel_id, None
         if command.relation_id is not None:
-            relation = job.current
-            if relation is None or relation.account_id != command.account_id:
+            addressed = known.get(command.relation_id)
+            if addressed is None or addressed.account_id != command.account_id:
                 raise NotFound(f"relation {command.relation_id} not found")
-            if rel_id is not None and rel_id != relation.rel_id:
+            if rel_id is not None and rel_id != addressed.rel_id:
                 raise NotFound(f"relation {command.relation_id} is not of relation type {rel_id}")
-            job.key, rel_id = relation.key, relation.rel_id
+            rel_id = addressed.rel_id
         types = await catalog.relation_types(command.account_id)
-        job.rtype = relation_type_of(types, rel_id, command.account_id)
+        rtype = relation_type_of(types, rel_id, command.account_id)
         await authorize(
             Access(
                 command.account_id,
-                [job.rtype.db_a, job.rtype.db_b],
+                [rtype.db_a, rtype.db_b],
                 "write",
                 command.token,
                 job.envelope.user_id,
             ),
             catalog,
         )
-        job.weights = checked_weights(job.rtype, command.weights)
-
-    async def _resolve(
-        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
-    ) -> list[RelationJob]:
-        """Find both profiles of every job addressed by profiles, then its relation."""
-        by_profiles = await self._guarded(
-            [job for job in jobs if job.key is None], outcomes, self._sides_of
-        )
-        sides = [side for job in by_profiles for side in job.sides]
-        lookup = await look_up(self._stores.profiles, sides)
-        position = 0
-        for job in by_profiles:
-            try:
-                ids = []
-                for side in job.sides:
-                    found = lookup.found[position]
-                    position += 1
-                    ids.append(existing_profile(side, found, lookup).profile_id)
-            except Refusal as refusal:
-                outcomes[job.index] = self._refused_job(job, refusal)
-                continue
-            assert job.rtype is not None
-            job.profile_ids = (ids[0], ids[1])
-            job.key = relation_key(job.rtype.rel_id, *job.profile_ids)
-        keys = [job.key for job in by_profiles if job.key is not None]
-        relations, claimed = await self._stores.relations.relations_by_keys(keys)
-        for job in by_profiles:
-            if job.key is not None:
-                job.current, job.claimed_id = relations.get(job.key), claimed.get(job.key)
-        return [job for job in jobs if job.key is not None]
-
-    async def _sides_of(self, job: RelationJob) -> None:
-        """What to look up for profile A (in the type's database A) and profile B."""
-        command, rtype = job.command, job.rtype
-        assert rtype is not None
+        weights = checked_weights(rtype, command.weights)
+        if addressed is not None:
+            return CheckedRelation(job, rtype, weights, addressed)
         assert command.profile_a is not None
         assert command.profile_b is not None
-        job.sides = [
-            await request_for(self._stores.catalog, ProfileKeys.of(keys, db_id), command.account_id)
-            for keys, db_id in ((command.profile_a, rtype.db_a), (command.profile_b, rtype.db_b))
-        ]
+        keys_a = ProfileKeys.of(command.profile_a, rtype.db_a)
+        keys_b = ProfileKeys.of(command.profile_b, rtype.db_b)
+        side_a = await request_for(catalog, keys_a, command.account_id)
+        side_b = await request_for(catalog, keys_b, command.account_id)
+        return CheckedRelation(job, rtype, weights, None, (side_a, side_b))
+
+    async def _resolve(
+        self, checked: list[CheckedRelation], batch: Batch
+    ) -> list[ResolvedRelation]:
+        """Find both profiles of every job addressed by profiles, then its relation; a job
+        addressed by id has its relation already."""
+        pairs = await self._profile_pairs([c for c in checked if c.addressed is None], batch)
+        keys = [key for key, _ in pairs.values()]
+        relations, claimed = await self._stores.relations.relations_by_keys(keys)
+        resolved = []
+        for item in checked:
+            if item.addressed is not None:
+                resolved.append(ResolvedRelation(item, item.addressed.key, item.addressed))
+            elif item.job.index in pairs:
+                key, ids = pairs[item.job.index]
+                current, claimed_id = relations.get(key), claimed.get(key)
+                resolved.append(ResolvedRelation(item, key, current, ids, claimed_id))
+        return resolved
+
+    async def _profile_pairs(
+        self, by_profiles: list[CheckedRelation], batch: Batch
+    ) -> dict[int, tuple[str, tuple[str, str]]]:
+        """By job index: the relation key and the ids of the existing profiles A and B (404
+        or 409 for a side without exactly one)."""
+        sides = [side for item in by_profiles for side in item.sides]
+        lookup = await look_up(self._stores.profiles, sides)
+        found = iter(lookup.found)
+        pairs = {}
+        for item in by_profiles:
+            side_a, side_b = item.sides
+            found_a, found_b = next(found), next(found)
+            try:
+                ids = (
+                    existing_profile(side_a, found_a, lookup).profile_id,
+                    existing_profile(side_b, found_b, lookup).profile_id,
+                )
+            except Refusal as error:
+                batch.refuse(item.job, error)
+                continue
+            pairs[item.job.index] = (relation_key(item.rtype.rel_id, *ids), ids)
+        return pairs
 
     async def _plan(
-        self, jobs: list[RelationJob], outcomes: list[Outcome | None]
+        self, resolved: list[ResolvedRelation], batch: Batch
     ) -> tuple[list[tuple[RelationJob, RelationWrite]], list[RelationJob]]:
         """Plan each job on its relation; a second job on one relation waits a round."""
-        accepted: list[RelationJob] = []
-        deferred: list[RelationJob] = []
+        accepted: list[ResolvedRelation] = []
+        waiting: list[RelationJob] = []
         taken: set[str] = set()
-        for job in jobs:
-            assert job.key is not None
-            if job.key in taken:
-                deferred.append(job)
+        for item in resolved:
+            job = item.checked.job
+            if item.key in taken:
+                waiting.append(job)
                 continue
             try:
-                refuse_if_inapplicable(job.command, job.current)
-            except Refusal as refusal:
-                outcomes[job.index] = self._refused_job(job, refusal)
+                refuse_if_inapplicable(job.command, item.current)
+            except Refusal as error:
+                batch.refuse(job, error)
                 continue
-            taken.add(job.key)
-            accepted.append(job)
+            taken.add(item.key)
+            accepted.append(item)
         # A creation finishes under the id its key already claims (one cut short), else new.
-        unclaimed = [j for j in accepted if j.current is None and j.claimed_id is None]
+        unclaimed = [i for i in accepted if i.current is None and i.claimed_id is None]
         relations = self._stores.relations
         fresh = iter(await relations.new_relation_ids(len(unclaimed)) if unclaimed else [])
         now = self._clock()
         planned = []
-        for job in accepted:
+        for item in accepted:
             new_id = None
-            if job.current is None:
-                new_id = job.claimed_id if job.claimed_id is not None else next(fresh)
-            planned.append((job, plan_relation(job, new_id, now)))
-        return planned, deferred
+            if item.current is None:
+                new_id = item.claimed_id if item.claimed_id is not None else next(fresh)
+            planned.append((item.checked.job, plan_relation(item, new_id, now)))
+        return planned, waiting
 
 
-def _keyed_relation(raw: dict[str, Any]) -> tuple[RelationCommand, str]:
-    command = decode_relation(raw)
-    return command, _order_key(command)
+def _decoded(admitted: Admitted) -> RelationJob:
+    command = decode_relation(admitted.raw)
+    key = _order_key(command)
+    if command.action == "detach" and admitted.target is not None:
+        # An owner that died chose this relation and may have released its key already:
+        # the detach is finished on it.
+        command = command.model_copy(update={"relation_id": int(admitted.target)})
+    return RelationJob(admitted.index, admitted.envelope, command, admitted.command_id, key)
 
 
 def _order_key(command: RelationCommand) -> str:

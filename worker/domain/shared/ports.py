@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from worker.contract.common import ResultModel
 from worker.domain.shared.catalog import (
     Account,
     BrokerUser,
@@ -124,11 +125,12 @@ class RelationStore(Protocol):
 
 
 @dataclass(frozen=True)
-class Answered:
+class Recorded:
     """The command was decided before: answer `result` again.
 
     `events` is set only when its effect landed but its answer may never have been sent (its
     owner died in between): they are published (again; consumers dedupe on `event_id`).
+    Both are the JSON documents recorded; the processor reads them back into its models.
     """
 
     result: Mapping[str, Any]
@@ -151,7 +153,7 @@ class Busy:
     """Another live owner is deciding the command right now: come back later."""
 
 
-Claim = Answered | Yours | Busy
+Claim = Recorded | Yours | Busy
 
 
 class Ledger(Protocol):
@@ -161,7 +163,7 @@ class Ledger(Protocol):
         """Take each command for `owner`, unless it was answered or another owner holds it."""
         ...
 
-    async def remember(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+    async def remember(self, answers: Mapping[str, ResultModel]) -> None:
         """Record answers given without an effect (refusals) by command id."""
         ...
 

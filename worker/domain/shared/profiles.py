@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
 from worker.domain.shared.identity import short_hash
 
 
@@ -59,8 +61,8 @@ class ProfileWrite:
     account_id: int
     before: Profile | None
     changes: FieldChanges
-    result: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
+    result: ResultModel
+    events: tuple[Event, ...] = ()
     claims: dict[str, str | None] = field(default_factory=dict)
     releases: tuple[str, ...] = ()
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)

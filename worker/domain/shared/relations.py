@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from worker.contract.common import ResultModel
+from worker.contract.events import Event
 from worker.contract.matching import MatchingKeys
 
 Value = bool | int | float
@@ -86,5 +88,5 @@ class RelationWrite:
     relation: Relation
     before: Relation | None
     command_id: str | None
-    result: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
+    result: ResultModel
+    events: tuple[Event, ...] = ()

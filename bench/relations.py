@@ -18,7 +18,6 @@ relation type 1 in examples/catalog.yaml), B profiles in the customers database.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 import uuid
@@ -27,17 +26,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+import uvloop
 from bson import ObjectId
 from pymongo import AsyncMongoClient, UpdateOne
 
 from bench.mix import TOKEN
+from bench.raw_broker import raw_broker
 from bench.run import (
     BATCH,
     bench_settings,
     delete_topology,
     drain_with_worker,
     peak_rss_mib,
-    raw_broker,
 )
 from worker.cli import load_catalog
 from worker.domain.shared.ports import RelationFilter
@@ -195,8 +196,9 @@ async def main(
     a_ids = await seed_profiles(store, settings, a_count, DB_A)
     b_ids = await seed_profiles(store, settings, b_count, DB_B)
     relations = a_count * b_count
-    broker = await raw_broker(settings, min(commands, 20_000))
-    progress(f"raw broker {broker:.0f} msg/s")
+    sample = orjson.dumps(strengthen_commands(1, a_ids, b_ids)[0][1])
+    broker = await raw_broker(settings.amqp_url, sample, min(commands, 20_000))
+    progress(f"raw broker {broker:.0f} cmd/s")
     database = await raw_database(settings, relations, commands)
     progress(f"raw database {database:.0f} doc/s")
     rate, process = await drain_with_worker(
@@ -242,6 +244,6 @@ if __name__ == "__main__":
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
     args = parser.parse_args()
-    asyncio.run(
+    uvloop.run(
         main(args.commands, args.a_profiles, args.b_profiles, args.queries, args.mongodb_url)
     )

@@ -2,7 +2,8 @@
 
     python -m bench.run [--messages N] [--mongodb-url URL]
 
-Raw broker: consume + ack (grouped) + confirmed result publish (pipelined), no database.
+Raw broker (bench/raw_broker.py): consume + grouped ack + two confirmed publishes per command
+(the answer and the event an import of this mix sends), no database, no domain.
 Raw database: bulk upserts of profile-shaped documents in batches of the worker's size.
 Naive baseline (bench/naive.py): the same mix consumed one message at a time (read, update or
 insert, publish with an awaited confirm, ack), as a first unbatched consumer would.
@@ -31,11 +32,12 @@ from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika import DeliveryMode, Message
+import uvloop
 from pymongo import AsyncMongoClient, UpdateOne
 
 from bench.mix import commands
 from bench.naive import naive_rate
+from bench.raw_broker import raw_broker
 from worker.cli import load_catalog
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare, routes
@@ -43,46 +45,6 @@ from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
 BATCH = 256
-
-
-async def raw_broker(settings: Settings, count: int) -> float:
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        source = await channel.declare_queue(f"bench.raw.{uuid.uuid4().hex[:8]}", auto_delete=True)
-        sink = await channel.declare_queue(f"bench.sink.{uuid.uuid4().hex[:8]}", auto_delete=True)
-        body = orjson.dumps(commands(1)[0][1])
-        async with CommandClient(settings.amqp_url) as client:
-            await client.send_many(source.name, ((None, body) for _ in range(count)), reply=False)
-        consume = await connection.channel()
-        await consume.set_qos(prefetch_count=settings.prefetch_count)
-        queue = await consume.get_queue(source.name)
-        pending: list[aio_pika.abc.AbstractIncomingMessage] = []
-        seen = 0
-        started = time.perf_counter()
-        async with queue.iterator() as stream:
-            async for message in stream:
-                pending.append(message)
-                if len(pending) < BATCH and seen + len(pending) < count:
-                    continue
-                await asyncio.gather(
-                    *(
-                        channel.default_exchange.publish(
-                            Message(b'{"error":0}', delivery_mode=DeliveryMode.PERSISTENT),
-                            routing_key=sink.name,
-                        )
-                        for _ in pending
-                    )
-                )
-                await pending[-1].ack(multiple=True)
-                seen += len(pending)
-                pending.clear()
-                if seen >= count:
-                    break
-        rate = count / (time.perf_counter() - started)
-        await source.delete(if_unused=False, if_empty=False)
-        await sink.delete(if_unused=False, if_empty=False)
-        return rate
 
 
 async def raw_database(settings: Settings, count: int) -> float:
@@ -231,7 +193,7 @@ def bench_settings(mongodb_url: str | None = None) -> Settings:
 
 async def main(count: int, mongodb_url: str | None) -> None:
     settings = bench_settings(mongodb_url)
-    broker = await raw_broker(settings, count)
+    broker = await raw_broker(settings.amqp_url, orjson.dumps(commands(1)[0][1]), count)
     database = await raw_database(settings, count)
     naive = await naive_rate(settings, settings.mongodb_url, count)
     worker, rss = await worker_end_to_end(settings, count)
@@ -239,7 +201,7 @@ async def main(count: int, mongodb_url: str | None) -> None:
     lower = min(broker, database)
     print(f"messages            {count}")
     print(f"mongodb             {settings.mongodb_url}")
-    print(f"raw broker          {broker:8.0f} msg/s  (consume + grouped ack + confirmed publish)")
+    print(f"raw broker          {broker:8.0f} cmd/s  (consume, 2 confirmed publishes, grouped ack)")
     print(f"raw database        {database:8.0f} doc/s  (bulk upsert, batches of {BATCH})")
     print(f"naive baseline      {naive:8.0f} cmd/s  (one message at a time, confirm per message)")
     print(f"worker end to end   {worker:8.0f} cmd/s  ({worker / lower:.0%} of the lower raw rate)")
@@ -252,4 +214,4 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.messages, arguments.mongodb_url))
+    uvloop.run(main(arguments.messages, arguments.mongodb_url))

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from worker.domain.shared.catalog import CatalogFile, TokenEntry
 from worker.observability import configure_logging, serve_metrics
+from worker.runtime.loop import run_loop
 from worker.settings import Settings
 
 app = typer.Typer(
@@ -39,7 +40,7 @@ def run() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     serve_metrics(settings.metrics_port)
-    asyncio.run(_run(settings))
+    run_loop(_run(settings), settings.event_loop)
 
 
 async def _run(settings: Settings) -> None:

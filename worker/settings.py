@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1_048_576, ge=1_024)
     metrics_port: int = Field(9108, ge=0, le=65_535)
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """uvloop's C event loop and transports: the worker is bound by the AMQP client's CPU."""
 
     @property
     def broker_user(self) -> str:

@@ -65,7 +65,7 @@ async def _drain(
     async def received(message: DeliveredMessage) -> None:
         arrived.put_nowait(getattr(message.delivery, "delivery_tag", 0))
 
-    await consume.basic_consume(source, received, no_ack=False)
+    consuming = await consume.basic_consume(source, received, no_ack=False)
     answer = b'{"error":0,"error_text":"Successful operation"}'
     seen = 0
     started = time.perf_counter()
@@ -81,4 +81,7 @@ async def _drain(
         )
         await consume.basic_ack(batch[-1], multiple=True)
         seen += len(batch)
-    return count / (time.perf_counter() - started)
+    rate = count / (time.perf_counter() - started)
+    if consuming.consumer_tag:
+        await consume.basic_cancel(consuming.consumer_tag)
+    return rate

@@ -5,7 +5,7 @@
 
 Profiles are seeded straight into the database: A profiles in the stores database (A side of
 relation type 1 in examples/catalog.yaml), B profiles in the customers database. Then:
-- raw broker: consume + grouped ack + confirmed publish, no database (as bench.run);
+- raw broker: consume, two confirmed publishes per command, grouped ack, no database (as bench.run);
 - raw database: bulk `$set` updates by `_id` of AxB relation-shaped documents;
 - worker: N `strengthen` commands (with message ids) spread over the AxB relations, drained
   by one `profile-worker run` process; the rate counts from its first result to its last;
@@ -218,7 +218,7 @@ async def main(
         await process.wait()
     lower = min(broker, database)
     print(f"strengthen commands {commands} over {relations} relations ({a_count} A x {b_count} B)")
-    print(f"raw broker          {broker:8.0f} msg/s")
+    print(f"raw broker          {broker:8.0f} cmd/s  (2 confirmed publishes per command)")
     print(f"raw database        {database:8.0f} doc/s  (bulk $set by _id, batches of {BATCH})")
     print(f"worker strengthen   {rate:8.0f} cmd/s  ({rate / lower:.0%} of the lower raw rate)")
     print(f"get_counter         {queries} queries over {b_count} relations each, one at a time")

@@ -19,7 +19,7 @@ from worker.errors import BrokerUnavailable, StoreUnavailable
 from worker.observability import BROKER_UP
 from worker.runtime.consumer import BatchConsumer, Processor
 from worker.runtime.publisher import Publisher
-from worker.runtime.topology import Route, declare, declare_command_queue
+from worker.runtime.topology import Route, declare
 from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
@@ -96,7 +96,6 @@ class Worker:
             for route, processor, max_wait_ms in routes:
                 channel = await connection.channel(publisher_confirms=False)
                 await channel.set_qos(prefetch_count=settings.prefetch_count)
-                await declare_command_queue(channel, settings, route)
                 consumer = BatchConsumer(
                     await channel.get_underlay_channel(),
                     route,

@@ -22,7 +22,7 @@ import aio_pika
 
 from bench.mix import commands
 from bench.run import bench_settings, delete_topology
-from worker.cli import load_catalog
+from worker.cli.common import load_catalog
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare
 from worker.settings import Settings

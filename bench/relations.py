@@ -40,7 +40,7 @@ from bench.run import (
     drain_with_worker,
     peak_rss_mib,
 )
-from worker.cli import load_catalog
+from worker.cli.common import load_catalog
 from worker.domain.shared.ports import RelationFilter
 from worker.runtime.client import CommandClient
 from worker.settings import Settings

@@ -38,7 +38,7 @@ from pymongo import AsyncMongoClient, UpdateOne
 from bench.mix import commands
 from bench.naive import naive_rate
 from bench.raw_broker import raw_broker
-from worker.cli import load_catalog
+from worker.cli.common import load_catalog
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare, routes
 from worker.settings import Settings

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from bench.relations import DB_A, DB_B, seed_profiles, strengthen_commands
-from worker.cli import load_catalog
+from worker.cli.common import load_catalog
 from worker.domain.envelope import Answered, Envelope
 from worker.domain.relations.processor import RelationProcessor
 from worker.domain.shared.ports import Stores

@@ -71,3 +71,8 @@ class BrokerUnavailable(TransientError):
 
 class WriteConflict(TransientError):
     """A concurrent writer changed the profile between planning and writing: plan again."""
+
+
+class ConfigurationError(WorkerError):
+    """A setting is wrong (URL, credentials, virtual host, permissions, port): retrying cannot
+    help, so the worker stops with this text instead of reconnecting forever."""

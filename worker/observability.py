@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 COMMANDS = Counter(
     "profile_worker_commands_total",
@@ -68,9 +68,5 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("aio_pika", "aiormq", "pymongo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on `port`; 0 turns it off."""
-    if port:
-        start_http_server(port)
+    # It logs each failed connect as an error; the worker's own reconnect warning says the same.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)

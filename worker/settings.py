@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """uvloop's C event loop and transports: the worker is bound by the AMQP client's CPU."""
 
+    health_check_interval_seconds: float = Field(5.0, gt=0)
+    """How often the database is pinged for /readyz and `profile_worker_store_up`."""
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, url: str) -> str:
+        return _with_scheme(url, ("amqp", "amqps"))
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _mongodb_scheme(cls, url: str) -> str:
+        return _with_scheme(url, ("mongodb", "mongodb+srv"))
+
     @property
     def broker_user(self) -> str:
         """The broker user this worker connects as; RabbitMQ vouches for it in `user_id`."""
@@ -70,3 +83,21 @@ class Settings(BaseSettings):
     def retry_delay_ms(self, attempt: int) -> int:
         """Delay before retry number `attempt` (1-based): exponential backoff."""
         return int(self.retry_base_delay_ms * self.retry_backoff_factor ** (attempt - 1))
+
+
+def _with_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    """`url` if it names a host under one of `schemes`; a clear refusal otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{scheme}://host" for scheme in schemes)
+        raise ValueError(f"expected {wanted}[:port]/..., got '{redacted(url)}'")
+    return url
+
+
+def redacted(url: str) -> str:
+    """`url` with its password replaced, fit for logs and error lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

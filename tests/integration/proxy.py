@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -50,3 +51,18 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
+
+
+async def started_proxy(url: str) -> TcpProxy:
+    """A proxy in front of the service of `url`, listening."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+    await proxy.start()
+    return proxy
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """`url`, reaching its service through `proxy`."""
+    parts = urlsplit(url)
+    credentials = url[len(f"{parts.scheme}://") :].split("@")[0] + "@" if "@" in url else ""
+    return f"{parts.scheme}://{credentials}127.0.0.1:{proxy.port}{parts.path or '/'}"

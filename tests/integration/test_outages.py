@@ -5,29 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.integration.conftest import StartWorker, command, new_id
-from tests.integration.proxy import TcpProxy
+from tests.integration.proxy import TcpProxy, started_proxy, through
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
-
-
-async def started_proxy(url: str) -> TcpProxy:
-    parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
-    await proxy.start()
-    return proxy
-
-
-def through(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    credentials = url[len(f"{parts.scheme}://") :].split("@")[0] + "@" if "@" in url else ""
-    return f"{parts.scheme}://{credentials}127.0.0.1:{proxy.port}{parts.path or '/'}"
 
 
 @pytest.fixture

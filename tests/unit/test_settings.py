@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.settings import Settings
+from worker.settings import Settings, redacted
 
 
 def test_retry_delays_grow_exponentially() -> None:
@@ -24,3 +24,31 @@ def test_environment_of_settings_gives_the_same_settings(monkeypatch: pytest.Mon
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("amqp_url", "not-a-url"),
+        ("amqp_url", "http://rabbit:5672/"),
+        ("amqp_url", "amqp:///vhost"),
+        ("mongodb_url", "http://mongo:27017/"),
+        ("mongodb_url", "localhost:27017"),
+    ],
+)
+def test_service_urls_need_their_scheme_and_a_host(name: str, url: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        Settings.model_validate({name: url})
+
+
+@pytest.mark.parametrize(
+    "url", ["amqps://u:p@rabbit:5671/vh", "mongodb+srv://u:p@cluster.example.com/?tls=true"]
+)
+def test_tls_urls_are_accepted(url: str) -> None:
+    field = "amqp_url" if url.startswith("amqp") else "mongodb_url"
+    assert getattr(Settings.model_validate({field: url}), field) == url
+
+
+def test_redacted_urls_hide_only_the_password() -> None:
+    assert redacted("amqp://crm:hunter2-secret@rabbit/") == "amqp://crm:***@rabbit/"
+    assert redacted("mongodb://mongo:27017/") == "mongodb://mongo:27017/"

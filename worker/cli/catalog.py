@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from worker.cli.common import app, console, load_catalog, with_store
+from worker.cli.failures import CommandFailed, ExitCode, describe_validation
 from worker.domain.shared.catalog import CatalogFile, TokenEntry
 
 catalog_app = typer.Typer(
@@ -34,6 +36,10 @@ def catalog_list(
     ],
 ) -> None:
     """Print the entries of one kind."""
+    from worker.store.catalog import KINDS
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"'{kind}' is not one of {', '.join(KINDS)}", param_hint="KIND")
     entries = asyncio.run(with_store(lambda store: store.catalog.entries(kind)))
     for entry in entries:
         console.print_json(entry.model_dump_json())
@@ -50,12 +56,17 @@ def catalog_add_token(
     read_only: bool = False,
 ) -> None:
     """Store a token (hashed) for an account."""
-    entry = TokenEntry(
-        name=name,
-        account_id=account_id,
-        token=secret,
-        db_ids=tuple(db_id) if db_id else None,
-        scopes=("read",) if read_only else ("read", "write"),
-    )
+    try:
+        entry = TokenEntry(
+            name=name,
+            account_id=account_id,
+            token=secret,
+            db_ids=tuple(db_id) if db_id else None,
+            scopes=("read",) if read_only else ("read", "write"),
+        )
+    except ValidationError as exc:
+        raise CommandFailed(
+            f"invalid token: {describe_validation(exc)}", ExitCode.INVALID_INPUT
+        ) from exc
     asyncio.run(with_store(lambda store: store.catalog.apply(CatalogFile(tokens=(entry,)))))
     console.print(f"token '{name}' stored for account {account_id}")

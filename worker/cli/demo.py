@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from worker.cli.common import app, console, load_catalog
+from worker.cli.common import app, console, load_catalog, load_settings
+from worker.cli.failures import CommandFailed, ExitCode
 from worker.cli.publish import publish_file
 from worker.observability import configure_logging
 from worker.settings import Settings
@@ -20,15 +22,18 @@ def demo(
 ) -> None:
     """Everything at once: topology, catalog, a worker, sample imports, relation commands and
     queries, and their results."""
-    settings = Settings(metrics_port=0)
+    settings = load_settings(metrics_port=0)
     configure_logging("WARNING")
     asyncio.run(_demo(settings, catalog, [commands, relations, queries]))
 
 
 async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
     from worker.runtime.app import Worker
+    from worker.runtime.connection import connect
     from worker.store.mongo import MongoStore
 
+    async with await connect(settings.amqp_url, "profile-worker demo"):
+        pass  # the broker answers: the worker below will not wait for it in vain
     store = MongoStore.from_settings(settings)
     counts = await store.catalog.apply(load_catalog(catalog))
     console.print("catalog applied: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -36,7 +41,7 @@ async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
     worker = Worker(settings, store)
     running = asyncio.create_task(worker.run(stopping))
     try:
-        await asyncio.wait_for(worker.ready.wait(), 60)
+        await _until_ready(worker, running)
         queues = [
             settings.import_queue,
             settings.relations_queue,
@@ -50,3 +55,15 @@ async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
         await running
         await store.close()
     console.print("[green]demo finished: every command answered[/green]")
+
+
+async def _until_ready(worker: Any, running: asyncio.Task[None]) -> None:
+    """Wait for the worker to consume; if it stops first, its failure is the demo's."""
+    ready = asyncio.ensure_future(worker.ready.wait())
+    await asyncio.wait({ready, running}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if running.done():
+        running.result()
+        raise CommandFailed("the worker stopped before consuming", ExitCode.INTERNAL)
+    if not worker.ready.is_set():
+        raise CommandFailed("the worker did not start consuming within 60 s", ExitCode.UNAVAILABLE)

@@ -11,17 +11,25 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from worker.cli.common import app, console
+from worker.cli.common import app, console, load_settings
+from worker.cli.failures import CommandFailed, ExitCode
 from worker.settings import Settings
 
 
 def read_commands(path: Path) -> list[tuple[str | None, dict[str, Any]]]:
     """JSON lines: a command each, with an optional `_message_id` for the AMQP property."""
     commands = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             body = orjson.loads(line)
-            commands.append((body.pop("_message_id", None), body))
+        except orjson.JSONDecodeError as exc:
+            text = f"{path}:{number}: not JSON: {exc}"
+            raise CommandFailed(text, ExitCode.INVALID_INPUT) from exc
+        if not isinstance(body, dict):
+            raise CommandFailed(f"{path}:{number}: not a JSON object", ExitCode.INVALID_INPUT)
+        commands.append((body.pop("_message_id", None), body))
     return commands
 
 
@@ -33,7 +41,7 @@ def publish(
     timeout_seconds: float = 60.0,
 ) -> None:
     """Publish JSON-lines commands to a queue and print their results."""
-    asyncio.run(publish_file(Settings(), file, queue, wait, timeout_seconds))
+    asyncio.run(publish_file(load_settings(), file, queue, wait, timeout_seconds))
 
 
 async def publish_file(
@@ -51,7 +59,14 @@ async def publish_file(
         if not wait:
             console.print(f"published {len(commands)} commands to {queue}")
             return []
-        replies = await client.replies(len(commands), timeout_seconds)
+        try:
+            replies = await client.replies(len(commands), timeout_seconds)
+        except TimeoutError as exc:
+            raise CommandFailed(
+                f"not every result of {len(commands)} commands to {queue} arrived within "
+                f"{timeout_seconds:g} s (is a worker running?)",
+                ExitCode.INCOMPLETE,
+            ) from exc
     _print_results(replies)
     return list(replies)
 

@@ -7,17 +7,16 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import AMQPException
 
 from worker.domain.imports.processor import ImportProcessor
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
 from worker.errors import BrokerUnavailable, StoreUnavailable
-from worker.observability import BROKER_UP
+from worker.runtime.connection import connect, refused_access
 from worker.runtime.consumer import BatchConsumer, Processor
+from worker.runtime.health import Health
 from worker.runtime.publisher import Publisher
 from worker.runtime.topology import Route, declare
 from worker.runtime.waiting import sleep_unless
@@ -38,57 +37,98 @@ BROKER_ERRORS = (
 class Worker:
     """Runs the consumers of one process until `stopping` is set."""
 
-    def __init__(self, settings: Settings, store: MongoStore) -> None:
+    def __init__(self, settings: Settings, store: MongoStore, health: Health | None = None) -> None:
         self._settings = settings
         self._store = store
+        self.health = health or Health()
         self.ready = asyncio.Event()
+        self._consumers: list[BatchConsumer] = []
+        self._acked_before_shutdown = 0
+
+    def in_flight(self) -> dict[str, int]:
+        """Messages delivered and not yet acked, by queue."""
+        return {consumer.queue: consumer.in_flight for consumer in self._consumers}
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self._store_ready(stopping)
-        sweeper = asyncio.create_task(self._sweep_ledger(stopping))
-        delay = 0.5
+        """Consume until `stopping`; a `ConfigurationError` ends it, transient failures do not.
+
+        The background loops end on `ending` rather than by cancellation alone: a cancellation
+        that lands inside a driver call can be swallowed there, and the loop would live on.
+        """
+        ending = asyncio.Event()
+        background = [
+            asyncio.create_task(self._heartbeat(ending)),
+            asyncio.create_task(self._announce_shutdown(stopping, ending)),
+        ]
         try:
-            while not stopping.is_set():
-                try:
-                    await self._session(stopping)
-                    delay = 0.5
-                except BROKER_ERRORS as exc:
-                    BROKER_UP.set(0)
-                    self.ready.clear()
-                    log.warning(
-                        "broker connection lost; reconnecting",
-                        extra={"error": repr(exc), "delay_seconds": delay},
-                    )
-                    await sleep_unless(stopping, delay)
-                    delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
+            await self._store_ready(stopping)
+            background += [
+                asyncio.create_task(self._watch_store(ending)),
+                asyncio.create_task(self._sweep_ledger(ending)),
+            ]
+            await self._consume(stopping)
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            ending.set()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self.health.broker(False)
+        log.info(
+            "shutdown finished",
+            extra={
+                "acked_while_draining": self._acked() - self._acked_before_shutdown,
+                "left_for_redelivery": sum(self.in_flight().values()),
+            },
+        )
+
+    def _acked(self) -> int:
+        return sum(consumer.acked for consumer in self._consumers)
+
+    async def _consume(self, stopping: asyncio.Event) -> None:
+        """Broker sessions one after another, with backoff between them."""
+        delay = 0.5
+        while not stopping.is_set():
+            try:
+                await self._session(stopping)
+                delay = 0.5
+            except BROKER_ERRORS as exc:
+                self.health.broker(False)
+                self.ready.clear()
+                if refusal := refused_access(exc, self._settings.amqp_url):
+                    raise refusal from exc
+                log.warning(
+                    "broker unavailable; reconnecting",
+                    extra={"error": str(exc) or repr(exc), "delay_seconds": delay},
+                )
+                await sleep_unless(stopping, delay)
+                delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
 
     async def _store_ready(self, stopping: asyncio.Event) -> None:
         delay = 0.5
         while not stopping.is_set():
             try:
                 await self._store.ensure_indexes()
+                self.health.store(True)
                 return
             except StoreUnavailable as exc:
-                log.warning("database unavailable at start", extra={"error": str(exc)})
+                self.health.store(False)
+                log.warning(
+                    "database unavailable at start; retrying",
+                    extra={"error": str(exc), "delay_seconds": delay},
+                )
                 await sleep_unless(stopping, delay)
                 delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
 
     async def _session(self, stopping: asyncio.Event) -> None:
         """One broker connection: declare, consume until stopping or the connection is lost."""
         settings = self._settings
-        connection: AbstractRobustConnection = await aio_pika.connect(  # type: ignore[assignment]
-            settings.amqp_url,
-            client_properties={"connection_name": settings.connection_name},
-        )
+        connection = await connect(settings.amqp_url, settings.connection_name)
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         halt = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         routes = self._routes()
+        self._consumers = []
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
             await declare(publish_channel, settings)
@@ -103,20 +143,27 @@ class Worker:
                     publisher,
                     self._store,
                     settings,
+                    self.health,
                     max_wait_ms=max_wait_ms,
                 )
+                self._consumers.append(consumer)
                 tasks.append(asyncio.create_task(consumer.run(halt)))
-            BROKER_UP.set(1)
+            self.health.consumers_expected = len(tasks)
+            self.health.broker(True, consumers=len(tasks))
             self.ready.set()
-            log.info("consuming", extra={"queues": [route.queue for route, *_ in routes]})
+            log.info("ready", extra={"queues": [route.queue for route, *_ in routes]})
             await _first_of(stopping, lost, tasks)
+            self.health.broker(not lost.is_set(), consumers=0)
             halt.set()
             if lost.is_set():
                 for task in tasks:
                     task.cancel()
             await self._finish(tasks)
-            failed = [task for task in tasks if not task.cancelled() and task.exception()]
-            if lost.is_set() or failed:
+            failed = [task.exception() for task in tasks if not task.cancelled()]
+            for exc in failed:
+                if exc is not None and (refusal := refused_access(exc, settings.amqp_url)):
+                    raise refusal from exc
+            if lost.is_set() or any(failed):
                 raise BrokerUnavailable("connection closed")
         finally:
             halt.set()
@@ -166,21 +213,53 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
                 await task
 
-    async def _sweep_ledger(self, stopping: asyncio.Event) -> None:
+    async def _announce_shutdown(self, stopping: asyncio.Event, ending: asyncio.Event) -> None:
+        await _first_set(stopping, ending)
+        if ending.is_set():
+            return
+        self._acked_before_shutdown = self._acked()
+        log.info("shutdown begun", extra={"in_flight": self.in_flight()})
+
+    async def _heartbeat(self, ending: asyncio.Event) -> None:
+        """Tick once a second, so /healthz can tell a stalled event loop."""
+        while not ending.is_set():
+            self.health.tick()
+            await sleep_unless(ending, 1.0)
+
+    async def _watch_store(self, ending: asyncio.Event) -> None:
+        """Ping the database between batches too, so readiness follows an idle outage."""
+        while not ending.is_set():
+            await sleep_unless(ending, self._settings.health_check_interval_seconds)
+            try:
+                await self._store.ping()
+                self.health.store(True)
+            except StoreUnavailable:
+                self.health.store(False)
+
+    async def _sweep_ledger(self, ending: asyncio.Event) -> None:
         """Forget ledger entries older than the dedup window (FerretDB has no TTL indexes)."""
         window = timedelta(seconds=self._settings.dedup_window_seconds)
-        while not stopping.is_set():
+        while not ending.is_set():
             try:
                 removed = await self._store.forget_before(datetime.now(UTC) - window)
                 if removed:
                     log.info("command ledger swept", extra={"removed": removed})
             except StoreUnavailable:
                 pass
-            await sleep_unless(stopping, self._settings.dedup_cleanup_interval_seconds)
+            await sleep_unless(ending, self._settings.dedup_cleanup_interval_seconds)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _first_of(

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-import aio_pika
 import orjson
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+
+from worker.runtime.connection import connect
 
 
 class Reply(dict[str, Any]):
@@ -34,9 +35,7 @@ class CommandClient:
         self.reply_queue = ""
 
     async def __aenter__(self) -> CommandClient:
-        self._connection = await aio_pika.connect(
-            self._amqp_url, client_properties={"connection_name": "profile-worker client"}
-        )
+        self._connection = await connect(self._amqp_url, "profile-worker client")
         self._channel = await self._connection.channel(publisher_confirms=True)
         queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
         self.reply_queue = queue.name

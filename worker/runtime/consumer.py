@@ -21,8 +21,9 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from worker.contract.common import ResultModel
 from worker.domain.envelope import Envelope, Failed, Outcome
 from worker.errors import StoreUnavailable
-from worker.observability import BATCH_SECONDS, BATCH_SIZE, STORE_UP
+from worker.observability import BATCH_SECONDS, BATCH_SIZE
 from worker.runtime.delivery import Delivery
+from worker.runtime.health import Health
 from worker.runtime.publisher import Publisher
 from worker.runtime.replies import Replies
 from worker.runtime.topology import Route
@@ -51,6 +52,7 @@ class BatchConsumer:
         publisher: Publisher,
         store: StorePing,
         settings: Settings,
+        health: Health,
         *,
         max_wait_ms: int | None = None,
     ) -> None:
@@ -61,13 +63,22 @@ class BatchConsumer:
         self._replies = Replies(route, settings, processor.failure)
         self._store = store
         self._settings = settings
+        self._health = health
         self._max_wait_ms = settings.batch_max_wait_ms if max_wait_ms is None else max_wait_ms
+        self.in_flight = 0
+        """Messages delivered and not yet acked: buffered, or in the batch in hand."""
+        self.acked = 0
+
+    @property
+    def queue(self) -> str:
+        return self._route.queue
 
     async def run(self, halt: asyncio.Event) -> None:
         """Consume until `halt` is set; the batch in hand is always finished first."""
         buffer: asyncio.Queue[Delivery] = asyncio.Queue()
 
         async def received(message: DeliveredMessage) -> None:
+            self.in_flight += 1
             buffer.put_nowait(Delivery.of(message))
 
         consuming = await self._channel.basic_consume(self._route.queue, received, no_ack=False)
@@ -113,6 +124,8 @@ class BatchConsumer:
         if await self._while_store_up(lambda: self._processor.complete(outcomes), halt) is None:
             return
         await self._channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+        self.in_flight -= len(batch)
+        self.acked += len(batch)
         self._replies.count(envelopes, outcomes)
         BATCH_SIZE.labels(self._route.queue).observe(len(batch))
         BATCH_SECONDS.labels(self._route.queue).observe(time.monotonic() - started)
@@ -138,10 +151,10 @@ class BatchConsumer:
         while True:
             try:
                 value = await step()
-                STORE_UP.set(1)
+                self._health.store(True)
                 return True if value is None else value
             except StoreUnavailable as exc:
-                STORE_UP.set(0)
+                self._health.store(False)
                 log.warning("database unavailable; consumption paused", extra={"error": str(exc)})
             while not halt.is_set():
                 await sleep_unless(halt, delay)

@@ -7,6 +7,11 @@ import contextlib
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+    """Sleep `seconds`, or less if `stop` is set meanwhile.
+
+    `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` swallows a cancellation that
+    arrives as its inner wait completes, which left a cancelled background loop running.
+    """
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()

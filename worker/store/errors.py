@@ -18,7 +18,12 @@ async def translated() -> AsyncIterator[None]:
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout) as exc:
-        raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        raise StoreUnavailable(f"database unavailable: {first_clause(exc)}") from exc
+
+
+def first_clause(exc: BaseException) -> str:
+    """A driver message without the topology dump PyMongo appends to it."""
+    return str(exc).split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
 
 
 def duplicate_indexes(exc: BulkWriteError) -> set[int]:

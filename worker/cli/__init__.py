@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from worker.cli import catalog, demo, publish, serve
+from worker.cli import asyncapi, catalog, demo, publish, serve
 from worker.cli.common import Options, app
 from worker.cli.failures import explain
 
@@ -33,4 +33,4 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-__all__ = ["app", "catalog", "demo", "main", "publish", "serve"]
+__all__ = ["app", "asyncapi", "catalog", "demo", "main", "publish", "serve"]

@@ -290,8 +290,10 @@ start_ferretdb() {
     backend_args=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/")
     log "starting FerretDB on 127.0.0.1:$MONGO_PORT (data in $FERRETDB_DATA)"
   fi
+  # --log-level=error: at warn it dumps every command it lacks in many lines, and PyMongo sends
+  # one (endSessions) each time a client closes.
   nohup "$FERRETDB_BIN" "${backend_args[@]}" \
-    --listen-addr="127.0.0.1:$MONGO_PORT" --telemetry=disable --log-level=warn \
+    --listen-addr="127.0.0.1:$MONGO_PORT" --telemetry=disable --log-level=error \
     --state-dir="$CACHE_DIR" >"$FERRETDB_LOG" 2>&1 </dev/null &
   echo $! >"$FERRETDB_PIDFILE"
   wait_for_port "$MONGO_PORT" 60 || { log "FerretDB did not start; see $FERRETDB_LOG"; return 1; }

@@ -26,8 +26,10 @@ from tests.unit.harness import (
     result_of,
     run,
 )
+from worker.asyncapi import asyncapi_document
+from worker.asyncapi.flows import flows
+from worker.asyncapi.schemas import ERROR_CODES, EVENTS
 from worker.cli.asyncapi import DocumentFormat, asyncapi, render
-from worker.contract.asyncapi import ERROR_CODES, EVENTS, asyncapi_document, flows
 from worker.domain.envelope import Outcome
 from worker.errors import WorkerError
 from worker.runtime.topology import routes

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from worker.asyncapi import asyncapi_document
 from worker.cli.common import app, load_settings
-from worker.contract.asyncapi import asyncapi_document
 
 
 class DocumentFormat(StrEnum):

@@ -15,6 +15,7 @@ from tests.integration.crashing import CrashingStore
 from worker.domain.shared.ports import ProfileStore, Stores, WriteStatus
 from worker.domain.shared.profiles import ProfileWrite
 from worker.runtime.client import CommandClient
+from worker.runtime.topology import declare as declare_queues
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -105,6 +106,50 @@ async def test_unexpected_failures_are_retried_then_answered_500_and_dead_letter
     assert copy.message_id == message_id
     assert copy.headers["x-attempt"] == settings.retry_max_attempts + 1
     await broken.close()
+
+
+class PoisonedProfiles(BrokenProfiles):
+    """Profile writes that fail whenever one command is among them, and only then."""
+
+    def __init__(self, inner: ProfileStore, poison: str) -> None:
+        super().__init__(inner)
+        self._poison = poison
+
+    async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
+        if any((write.command_id or "").endswith(f":{self._poison}") for write in writes):
+            raise RuntimeError("poisoned command")
+        return await self._inner.write(writes)
+
+
+async def test_a_poison_command_does_not_hold_back_its_batch(
+    client: CommandClient, settings: Settings, broker: Any, mongo: Any, start_worker: StartWorker
+) -> None:
+    poison = new_id()
+
+    class PoisonedStore(MongoStore):
+        def ports(self) -> Stores:
+            ports = super().ports()
+            poisoned = PoisonedProfiles(ports.profiles, poison)
+            return replace(ports, profiles=cast(ProfileStore, poisoned))
+
+    slow_retries = settings.model_copy(update={"retry_base_delay_ms": 1_000})  # 1 s, then 4 s
+    good = [(new_id(), incr(f"good{n}@example.com")) for n in range(20)]
+    await declare_queues(broker, slow_retries)
+    await client.send_many(settings.import_queue, [*good[:10], (poison, incr()), *good[10:]])
+    store = PoisonedStore.from_settings(slow_retries)
+    await start_worker(with_store=store, with_settings=slow_retries)  # 21 queued: one batch
+
+    replies = await client.replies(21, timeout=60)
+    order = [reply.correlation_id for reply in replies]
+    assert order[-1] == poison, "every good command is answered before the poison's last try"
+    assert [reply["error"] for reply in replies[:-1]] == [0] * 20
+    assert replies[-1]["error"] == 500
+    assert "poisoned command" in replies[-1]["error_text"]
+    copy = await first_message(broker, f"{settings.import_queue}.dead")
+    assert copy.message_id == poison
+    assert await mongo.profiles.count_documents({}) == 20
+    assert await mongo.profiles.count_documents({"fields.age": 5}) == 20
+    await store.close()
 
 
 async def test_a_revision_stranded_by_a_crash_does_not_lock_the_profile(

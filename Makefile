@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 SERVICES_ENV = $(shell scripts/services.sh env)
 
-.PHONY: demo test lint typecheck unit integration services services-stop bootstrap bench
+.PHONY: demo test lint typecheck deploy-check unit integration services services-stop bootstrap bench
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -25,8 +25,12 @@ lint:
 typecheck:
 	$(VENV)/mypy
 
+## deploy/ and docker-compose.yml against Kubernetes, KEDA and Compose schemas (tools cached once)
+deploy-check:
+	scripts/validate-deploy.sh
+
 ## lint, types, and every test against the real services
-test: bootstrap services lint typecheck
+test: bootstrap services lint typecheck deploy-check
 	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered
 
 ## pure logic, and the processors and store contract on the in-memory store: no services needed

@@ -3,7 +3,9 @@ that moves only when told to."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from worker.domain.shared.catalog import CatalogFile
 
@@ -88,3 +90,16 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def strings_under(node: Any, keys: frozenset[str]) -> Iterator[str]:
+    """Every string value of one of `keys`, at any depth of a JSON-like document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, str):
+                yield value
+            else:
+                yield from strings_under(value, keys)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_under(item, keys)

@@ -16,7 +16,7 @@ from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.support import TOKEN
+from tests.support import TOKEN, strings_under
 from tests.unit.harness import (
     World,
     envelope,
@@ -305,15 +305,7 @@ def _payload_validator(document: dict[str, Any], message: str) -> Draft7Validato
 
 
 def _refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
+    return strings_under(node, frozenset({"$ref"}))
 
 
 def _resolve(document: dict[str, Any], ref: str) -> Any:

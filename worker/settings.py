@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the worker; units are part of the names."""
 
-    model_config = SettingsConfigDict(env_prefix="PW_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PW_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     amqp_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/",
@@ -74,7 +76,7 @@ class Settings(BaseSettings):
     @property
     def broker_user(self) -> str:
         """The broker user this worker connects as; RabbitMQ vouches for it in `user_id`."""
-        return urlsplit(self.amqp_url).username or "guest"
+        return unquote(urlsplit(self.amqp_url).username or "guest")
 
     def as_environment(self) -> dict[str, str]:
         """`PW_*` variables that give another process (a spawned worker) these settings."""

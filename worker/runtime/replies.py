@@ -44,7 +44,7 @@ class Replies:
         headers = delivery.headers
         user_id = delivery.user_id
         if user_id == self._settings.broker_user and ORIGINAL_USER_HEADER in headers:
-            user_id = str(headers[ORIGINAL_USER_HEADER])
+            user_id = str(headers[ORIGINAL_USER_HEADER]) or None
         attempt = headers.get(ATTEMPT_HEADER, 0)
         return Envelope(
             body=delivery.body,
@@ -162,9 +162,10 @@ class Replies:
             **delivery.headers,
             ATTEMPT_HEADER: attempt,
             REASON_HEADER: reason[:512],
+            # Always written, empty for "no user": a producer's own copy of this header must
+            # never survive into a copy that the worker vouches for.
+            ORIGINAL_USER_HEADER: envelope.user_id or "",
         }
-        if envelope.user_id:
-            headers[ORIGINAL_USER_HEADER] = envelope.user_id
         return Outgoing(
             routing_key=routing_key,
             body=delivery.body,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.contract.common import parse_json_object
+from worker.contract.common import MAX_NESTING, parse_json_object
 from worker.contract.imports import decode_import
 from worker.errors import InvalidCommand
 
@@ -88,3 +88,31 @@ def test_random_commands_decode_or_are_refused(raw: dict[str, Any]) -> None:
         decode_import(orjson.loads(orjson.dumps(raw)))
     except InvalidCommand as refused:
         assert refused.code == 400
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+def test_bodies_nested_deeper_than_the_limit_are_refused() -> None:
+    assert parse_json_object(nested(MAX_NESTING), 1 << 20)["a"]
+    with pytest.raises(InvalidCommand, match=f"nested deeper than {MAX_NESTING} levels"):
+        parse_json_object(nested(MAX_NESTING + 1), 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (b'{"n": 18446744073709551616}', True),
+        (b'{"n": [1, -99999999999999999999]}', True),
+        (b'{"n": 9223372036854775807}', False),
+        (b'{"n": 1.8446744073709552e19}', False),
+        (b'{"phone": "123456789012345678901234"}', False),
+    ],
+)
+def test_integer_literals_beyond_64_bits_are_refused(body: bytes, refused: bool) -> None:
+    if refused:
+        with pytest.raises(InvalidCommand, match="64-bit range"):
+            parse_json_object(body, 1 << 20)
+    else:
+        assert parse_json_object(body, 1 << 20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any, ClassVar
 
 import orjson
@@ -64,7 +66,42 @@ def parse_json_object(body: bytes, max_bytes: int) -> dict[str, Any]:
         raise InvalidCommand(f"body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidCommand("body must be a JSON object")
+    if body.count(b"{") + body.count(b"[") > MAX_NESTING and nesting(value) > MAX_NESTING:
+        raise InvalidCommand(f"body is nested deeper than {MAX_NESTING} levels")
+    if _LONG_DIGITS.search(body):
+        _refuse_wide_integers(body)
     return value
+
+
+MAX_NESTING = 32
+"""Objects and arrays in arrays and objects: deeper bodies are refused (MongoDB stores at most
+100 levels, FerretDB fewer, and recursive checks must stay far from Python's limit)."""
+_LONG_DIGITS = re.compile(rb"\d{20,}")
+
+
+def nesting(value: Any) -> int:
+    """How deep objects and arrays go in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _refuse_wide_integers(body: bytes) -> None:
+    """orjson reads an integer literal of 20 digits or more as a float, losing digits; the
+    standard parser sees the literal, so a body with such a run of digits is read again."""
+
+    def checked(literal: str) -> int:
+        number = int(literal)
+        if not -(2**63) <= number < 2**63:
+            raise InvalidCommand(f"integer out of the 64-bit range: {literal[:30]}...")
+        return number
+
+    json.loads(body, parse_int=checked)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -16,6 +16,7 @@ from worker.domain.relations.processor import RelationProcessor
 from worker.errors import BrokerUnavailable, StoreUnavailable
 from worker.runtime.connection import connect, refused_access
 from worker.runtime.consumer import BatchConsumer, Processor
+from worker.runtime.frames import install as install_lenient_frames
 from worker.runtime.health import Health
 from worker.runtime.publisher import Publisher
 from worker.runtime.topology import Route, declare
@@ -38,6 +39,7 @@ class Worker:
     """Runs the consumers of one process until `stopping` is set."""
 
     def __init__(self, settings: Settings, store: MongoStore, health: Health | None = None) -> None:
+        install_lenient_frames()
         self._settings = settings
         self._store = store
         self.health = health or Health()

@@ -18,6 +18,7 @@ from worker.domain.envelope import Answered, Envelope, Outcome, Refused
 from worker.domain.relations.rules import relation_type_of
 from worker.domain.shared.auth import Access, authorize
 from worker.domain.shared.catalog import RelationType
+from worker.domain.shared.coercion import INT64_MAX, INT64_MIN
 from worker.domain.shared.identity import check_profile_id, profile_xxh
 from worker.domain.shared.matching import order_key
 from worker.domain.shared.ports import RelationFilter, Stores
@@ -204,8 +205,10 @@ def cursor_position(cursor: str | None, by_priority: bool) -> tuple[int, int] | 
         numbers = [int(part) for part in parts]
     except ValueError:
         numbers = []
-    if len(numbers) != (2 if by_priority else 1):
-        raise InvalidCommand(f"invalid parameter 'cursor': '{cursor}'")
+    if len(numbers) != (2 if by_priority else 1) or not all(
+        INT64_MIN <= number <= INT64_MAX for number in numbers
+    ):
+        raise InvalidCommand(f"invalid parameter 'cursor': '{cursor[:40]}'")
     return (numbers[0], numbers[1]) if by_priority else (0, numbers[0])
 
 

@@ -10,7 +10,8 @@ from bson import ObjectId
 from worker.errors import InvalidCommand
 
 _PROFILE_ID = re.compile(r"^[0-9a-f]{24}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+"""No whitespace and no control characters (NUL included) anywhere in an address."""
 _PHONE_JUNK = re.compile(r"[^0-9]")
 
 

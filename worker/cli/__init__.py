@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from worker.cli import asyncapi, catalog, demo, publish, serve
+from worker.cli import asyncapi, backfill, catalog, demo, publish, serve
 from worker.cli.common import Options, app
 from worker.cli.failures import explain
 
@@ -18,6 +18,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
+        print("profile-worker: interrupted", file=sys.stderr)
         sys.exit(130)
     except TyperException as exc:
         if not exc.format_message():  # help was shown instead of running a command
@@ -33,4 +34,4 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-__all__ = ["app", "asyncapi", "catalog", "demo", "main", "publish", "serve"]
+__all__ = ["app", "asyncapi", "backfill", "catalog", "demo", "main", "publish", "serve"]

@@ -8,14 +8,18 @@ beyond 64 bits, deep nesting, cursors beyond 64 bits, and property bytes that ar
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
 import orjson
 import pytest
-from pamqp import common, encode
+from aio_pika.abc import AbstractIncomingMessage
 
+from tests.fuzz import bodies
 from tests.integration import conftest as integration
 from tests.integration.conftest import TOKEN, ask_relation, command, new_profile
 from worker.runtime.app import Worker
@@ -104,6 +108,46 @@ async def test_integer_beyond_64_bits_in_weights_is_refused(
     assert "weight" not in stored["props"], stored
 
 
+BEYOND_INT64 = {
+    # orjson reads 19-digit literals below -2**63 as floats: -2**63 is stored instead
+    "int field below int64": b'{"age": -9223372036854775809}',
+    # 2**63 + 1 is read as an int and turned into the nearest float, 2**63
+    "float field beyond int64": b'{"score": 9223372036854775809}',
+    "float field below int64": b'{"score": -9223372036854775809}',
+}
+
+
+@pytest.mark.parametrize("data", BEYOND_INT64.values(), ids=list(BEYOND_INT64))
+async def test_integer_outside_int64_in_a_field_is_refused(
+    client: CommandClient, settings: Settings, mongo: Any, worker: Worker, data: bytes
+) -> None:
+    result = await answer(client, settings.import_queue, import_body(data))
+    assert result["error"] == 400, result
+    assert await mongo.profiles.count_documents({}) == 0
+
+
+async def test_integer_outside_int64_in_weights_is_refused(
+    client: CommandClient, settings: Settings, mongo: Any, worker: Worker
+) -> None:
+    _, _, relation_id = await relation(client, settings)
+    head = {"action": "strengthen", "account_id": 1, "relation_id": relation_id, "token": TOKEN}
+    body = orjson.dumps(head)[:-1] + b',"weights":{"weight":9223372036854775809}}'
+    result = await answer(client, settings.relations_queue, body)
+    assert result["error"] == 400, result
+    stored = await mongo.relations.find_one({"_id": relation_id})
+    assert stored is not None
+    assert "weight" not in stored["props"], stored
+
+
+async def test_a_burst_of_commands_on_one_profile_is_answered_4xx(
+    client: CommandClient, settings: Settings, worker: Worker
+) -> None:
+    body = import_body(b'{"age": "abc"}', email="burst@example.com")
+    await client.send_many(settings.import_queue, ((None, body) for _ in range(100)))
+    codes = Counter(reply["error"] for reply in await client.replies(100, timeout=60))
+    assert codes == {400: 100}
+
+
 DEEP_BODIES: dict[str, bytes] = {
     # check_keys recurses once per level: RecursionError, retried, then 500
     "object field 990 deep": import_body(b'{"address": ' + nested(990) + b"}"),
@@ -160,16 +204,8 @@ async def test_cursor_beyond_64_bits_is_refused(
 def raw_short_strings() -> Iterator[None]:
     """Let this process publish `bytes` as an AMQP short string, as they are: a producer
     written with another client (a Go string, say) can send any bytes there."""
-    original = encode.METHODS["shortstr"]
-
-    def short_string(value: Any) -> bytes:
-        if isinstance(value, bytes):
-            return bytes(common.Struct.byte.pack(len(value))) + value
-        return bytes(original(value))
-
-    encode.METHODS["shortstr"] = short_string
-    yield
-    encode.METHODS["shortstr"] = original
+    with bodies.raw_short_strings():
+        yield
 
 
 @pytest.mark.parametrize("prop", ["content_type", "content_encoding"])
@@ -195,3 +231,94 @@ async def test_invalid_utf8_in_a_property_does_not_stall_the_worker(
             reply = await client.reply(timeout=8)
             answered[reply.correlation_id] = reply["error"]
     assert answered["after"] == 404
+
+
+FUZZ_COUNT = int(os.environ.get("PW_FUZZ_COUNT", "200"))
+"""Generated bodies per queue; by hand, `bench/fuzz.py` sends 10 000 per queue."""
+FUZZ_SEED = int(os.environ.get("PW_FUZZ_SEED", "20261124"))
+
+
+class Collected:
+    """Answers by correlation id, and the correlation ids copied to a `<queue>.dead`."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str | None, int] = {}
+        self.texts: dict[str | None, str] = {}
+        self.dead: set[str | None] = set()
+
+    async def on_dead(self, message: AbstractIncomingMessage) -> None:
+        self.dead.add(message.correlation_id)
+
+    async def until_covered(self, client: CommandClient, ids: set[str], timeout: float) -> None:
+        """Read answers until every id is answered or dead-lettered, or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while not ids <= self.answers.keys() | self.dead:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                reply = await client.reply(timeout=min(left, 1.0))
+            except TimeoutError:
+                continue
+            self.answers[reply.correlation_id] = int(reply["error"])
+            self.texts[reply.correlation_id] = str(reply.get("error_text"))
+
+
+async def test_generated_bodies_are_refused_and_write_nothing(
+    client: CommandClient,
+    settings: Settings,
+    mongo: Any,
+    broker: aio_pika.abc.AbstractChannel,
+    worker: Worker,
+    raw_short_strings: None,
+) -> None:
+    queues = {
+        "database_import": settings.import_queue,
+        "relations": settings.relations_queue,
+        "relations_query": settings.relations_query_queue,
+    }
+    collected = Collected()
+    for queue in queues.values():
+        dead = await broker.get_queue(f"{queue}.dead")
+        await dead.consume(collected.on_dead, no_ack=True)
+    sent: dict[str, tuple[str, bodies.Case]] = {}
+    for kind, queue in queues.items():
+        cases = bodies.generate(kind, FUZZ_COUNT, FUZZ_SEED, TOKEN)
+        published = await bodies.publish_all(client.channel, queue, cases, client.reply_queue)
+        sent.update({cid: (kind, case) for cid, case in published.items()})
+
+    await collected.until_covered(client, set(sent), timeout=30 + 0.05 * len(sent))
+
+    lost = [(sent[cid][0], sent[cid][1].family) for cid in sent.keys() - collected.answers.keys()
+            if cid not in collected.dead]  # fmt: skip
+    assert not lost, f"neither answered nor dead-lettered: {Counter(lost)}"
+    bad = not_4xx(sent, collected.answers)
+    assert bad == {}, {key: collected.texts[key.rsplit("/", 1)[1]] for key in bad}
+    assert await mongo.profiles.count_documents({}) == 0
+    assert await mongo.relations.count_documents({}) == 0
+
+    # no stall: each queue still answers a valid command, after every hostile one
+    probes = {
+        await client.send(settings.import_queue, command("after@example.com")): 0,
+        await client.send(settings.relations_queue, DETACH_UNKNOWN): 404,
+        await client.send(settings.relations_query_queue, SINGLE_UNKNOWN): 404,
+    }
+    await collected.until_covered(client, set(probes), timeout=30)
+    assert {cid: collected.answers.get(cid) for cid in probes} == probes
+    bad = not_4xx(sent, collected.answers)  # late answers too
+    assert bad == {}, {key: collected.texts[key.rsplit("/", 1)[1]] for key in bad}
+
+
+def not_4xx(
+    sent: dict[str, tuple[str, bodies.Case]], answers: dict[str | None, int]
+) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """The bodies answered with anything but 4xx, by queue, family and code."""
+    return {
+        f"{kind}/{case.family}/{answers[cid]}/{cid}": (case.body[:2_000], case.properties)
+        for cid, (kind, case) in sent.items()
+        if cid in answers and not 400 <= answers[cid] < 500
+    }
+
+
+DETACH_UNKNOWN = {"action": "detach", "account_id": 1, "relation_id": 1, "token": TOKEN}
+SINGLE_UNKNOWN = {"method": "single", "account_id": 1, "relation_id": 1, "token": TOKEN}

@@ -171,6 +171,14 @@ async def test_a_query_without_reply_to_is_dead_lettered(world: World) -> None:
     assert "reply_to" in outcome.error.text
 
 
+async def test_an_unparsable_query_is_answered_and_dead_lettered(world: World) -> None:
+    [outcome] = await run(world.queries(), [envelope(b"{not json", reply_to="amq.gen-caller")])
+
+    assert isinstance(outcome, Refused)
+    assert outcome.dead_letter, "SPEC §3: a body that cannot be parsed is copied to .dead"
+    assert result_of(outcome)["error"] == 400
+
+
 @pytest.mark.parametrize(
     ("query", "code", "mentions"),
     [

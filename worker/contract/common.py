@@ -76,7 +76,7 @@ def parse_json_object(body: bytes, max_bytes: int) -> dict[str, Any]:
 MAX_NESTING = 32
 """Objects and arrays in arrays and objects: deeper bodies are refused (MongoDB stores at most
 100 levels, FerretDB fewer, and recursive checks must stay far from Python's limit)."""
-_LONG_DIGITS = re.compile(rb"\d{20,}")
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 def nesting(value: Any) -> int:
@@ -92,8 +92,9 @@ def nesting(value: Any) -> int:
 
 
 def _refuse_wide_integers(body: bytes) -> None:
-    """orjson reads an integer literal of 20 digits or more as a float, losing digits; the
-    standard parser sees the literal, so a body with such a run of digits is read again."""
+    """orjson reads an integer literal beyond the 64-bit range as a float, losing digits (from
+    19 digits on, negative ones included); the standard parser sees the literal, so a body
+    with such a run of digits is read again."""
 
     def checked(literal: str) -> int:
         number = int(literal)

@@ -12,6 +12,7 @@ keeps each command's outcome as it is decided.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -186,15 +187,20 @@ class Batch:
         self, jobs: list[J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
     ) -> None:
         """Run rounds of at most one job per order key, in queue order; a job a round hands
-        back (its write met a concurrent change, or it waits for another) goes again."""
-        for _ in range(MAX_ROUNDS):
-            if not jobs:
-                return
+        back (its write met a concurrent change, or it waits for another) goes again, up to
+        MAX_ROUNDS times. The limit is per job: a hundred commands on one profile take a
+        hundred rounds, and none of them fails for waiting its turn."""
+        handed_back: Counter[int] = Counter()
+        while jobs:
             current, later = one_per_key(jobs)
-            again = await run(current, self)
+            again = []
+            for job in await run(current, self):
+                handed_back[job.index] += 1
+                if handed_back[job.index] < MAX_ROUNDS:
+                    again.append(job)
+                else:
+                    self._outcomes[job.index] = Failed("concurrent writes did not settle")
             jobs = sorted([*again, *later], key=lambda job: job.index)
-        for job in jobs:
-            self._outcomes[job.index] = Failed("concurrent writes did not settle")
 
     async def _settled(self) -> list[Outcome]:
         """Every command's outcome, once the batch is decided: refusals are recorded in the

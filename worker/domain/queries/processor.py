@@ -51,14 +51,18 @@ class QueryProcessor:
         return _answer(envelope, error=code, error_text=text)
 
     async def _one(self, envelope: Envelope) -> Outcome:
-        """The answer; a refusal is answered too, and only a query that has nowhere to be
-        answered is dead-lettered."""
+        """The answer; a refusal is answered too. A query with nowhere to be answered, or a
+        body that is not even a JSON object, is also copied to `<queue>.dead` (SPEC §3)."""
         if not envelope.reply_to:
             nowhere = InvalidCommand("query without reply_to: nowhere to answer")
             return Refused(nowhere, self.failure(envelope, 400, nowhere.text), dead_letter=True)
         feedback_id = None
         try:
             raw = parse_json_object(envelope.body, self._max_message_bytes)
+        except InvalidCommand as unparsable:
+            result = self.failure(envelope, unparsable.code, unparsable.text)
+            return Refused(unparsable, result, dead_letter=True)
+        try:
             feedback_id = feedback_id_of(raw)
             query = decode_query(raw)
             async with self._slots:

@@ -14,7 +14,9 @@ from worker.settings import Settings
 from worker.store.memory import MemoryStore
 from worker.store.mongo import MongoStore
 
-SHORT_LEASE_SECONDS = 0.05
+SHORT_LEASE_SECONDS = 0.5
+"""Long enough that a test's next store call lands inside it on a loaded machine (FerretDB
+calls take tens of milliseconds there), short enough that `outlive` costs a second."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tests.unit.harness import (
     run,
 )
 from worker.domain.envelope import Answered, Deferred, Refused, Replayed
+from worker.domain.processing import MAX_ROUNDS
 from worker.domain.shared.identity import profile_xxh
 from worker.domain.shared.profiles import unique_key
 
@@ -459,3 +460,24 @@ async def test_commands_without_a_message_id_are_each_applied(world: World) -> N
     assert [result_of(o)["created"] for o in outcomes] == [True, False, False]
     assert all(isinstance(o, Answered) and o.command_id is None for o in outcomes)
     assert world.fields(result_of(outcomes[0])["profile_id"])["age"] == 15
+
+
+async def test_a_burst_on_one_profile_is_written_in_bounded_rounds_and_applied_once(
+    world: World,
+) -> None:
+    """A batch writes at most MAX_ROUNDS commands on one profile (the store remembers a bounded
+    number of applied commands per profile); the rest come back later, and a redelivery of the
+    whole batch after a crash applies none of the written ones again."""
+    ada = await world.profile_id("ada@example.com", age=0)
+    bump = import_command("ada@example.com", data={"age": {"action": "incr", "value": 1}})
+    batch = [envelope(bump, f"m{n}") for n in range(20)]
+
+    first = await world.imports().process(batch)  # written; dies before `complete`
+    deferred = [n for n, outcome in enumerate(first) if isinstance(outcome, Deferred)]
+    assert deferred == list(range(MAX_ROUNDS, 20))
+    assert world.fields(ada)["age"] == MAX_ROUNDS
+
+    world.outlive_leases()
+    again = await world.imports().process(batch)  # the broker redelivers the whole batch
+    assert [code_of(outcome) for outcome in again[:MAX_ROUNDS]] == [0] * MAX_ROUNDS
+    assert world.fields(ada)["age"] == 2 * MAX_ROUNDS, "the first eight were not applied again"

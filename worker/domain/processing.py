@@ -12,7 +12,6 @@ keeps each command's outcome as it is decided.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -187,20 +186,26 @@ class Batch:
         self, jobs: list[J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
     ) -> None:
         """Run rounds of at most one job per order key, in queue order; a job a round hands
-        back (its write met a concurrent change, or it waits for another) goes again, up to
-        MAX_ROUNDS times. The limit is per job: a hundred commands on one profile take a
-        hundred rounds, and none of them fails for waiting its turn."""
-        handed_back: Counter[int] = Counter()
-        while jobs:
+        back (its write met a concurrent change, or it waits for another) goes again.
+
+        At most MAX_ROUNDS rounds: the store remembers a bounded number of applied commands
+        per profile and relation, so one batch must not write more on one key. Jobs that did
+        not get their turn come back later (Deferred, no retry budget spent); jobs still
+        handed back after the last round met changes that did not settle (Failed, retried)."""
+        again: list[J] = []
+        for _ in range(MAX_ROUNDS):
+            if not jobs:
+                return
             current, later = one_per_key(jobs)
-            again = []
-            for job in await run(current, self):
-                handed_back[job.index] += 1
-                if handed_back[job.index] < MAX_ROUNDS:
-                    again.append(job)
-                else:
-                    self._outcomes[job.index] = Failed("concurrent writes did not settle")
+            again = await run(current, self)
             jobs = sorted([*again, *later], key=lambda job: job.index)
+        unsettled = {job.index for job in again}
+        for job in jobs:
+            self._outcomes[job.index] = (
+                Failed("concurrent writes did not settle")
+                if job.index in unsettled
+                else Deferred("more commands on one profile or relation than a batch takes")
+            )
 
     async def _settled(self) -> list[Outcome]:
         """Every command's outcome, once the batch is decided: refusals are recorded in the

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -23,7 +22,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from pymongo import AsyncMongoClient
 
 from tests.fuzz import bodies
-from tests.integration.conftest import CATALOG, TOKEN, command, worker_environment
+from tests.integration.conftest import (
+    CATALOG,
+    TOKEN,
+    command,
+    isolated_settings,
+    worker_environment,
+)
 from tests.integration.services import service_urls
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare, routes
@@ -32,21 +37,7 @@ from worker.store.mongo import MongoStore
 
 
 def fuzz_settings(amqp_url: str, mongodb_url: str) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    return Settings(
-        amqp_url=amqp_url,
-        mongodb_url=mongodb_url,
-        mongodb_database=f"pw_fuzz_{suffix}",
-        import_queue=f"database_import.{suffix}",
-        import_result_queue=f"database_import_result.{suffix}",
-        relations_queue=f"relations.{suffix}",
-        relations_result_queue=f"relations_result.{suffix}",
-        relations_query_queue=f"relations_query.{suffix}",
-        events_exchange=f"profile_events.{suffix}",
-        dead_letter_exchange=f"profile_worker.dead_letter.{suffix}",
-        connection_name=f"profile-worker fuzz {suffix}",
-        metrics_port=0,
-    )
+    return isolated_settings(amqp_url, mongodb_url, "fuzz")
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -108,26 +108,37 @@ def services() -> Iterator[ServiceUrls]:
 
 @pytest.fixture
 def settings(services: ServiceUrls) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    return Settings(
-        amqp_url=services.amqp_url,
-        mongodb_url=services.mongodb_url,
-        mongodb_database=f"pw_test_{suffix}",
-        import_queue=f"database_import.{suffix}",
-        import_result_queue=f"database_import_result.{suffix}",
-        relations_queue=f"relations.{suffix}",
-        relations_result_queue=f"relations_result.{suffix}",
-        relations_query_queue=f"relations_query.{suffix}",
-        events_exchange=f"profile_events.{suffix}",
-        dead_letter_exchange=f"profile_worker.dead_letter.{suffix}",
-        connection_name=f"profile-worker test {suffix}",
+    return isolated_settings(
+        services.amqp_url,
+        services.mongodb_url,
+        "test",
         batch_max_wait_ms=5,
         retry_max_attempts=2,
         retry_base_delay_ms=50,
         catalog_cache_seconds=0,
         shutdown_grace_seconds=10,
-        metrics_port=0,
     )
+
+
+def isolated_settings(amqp_url: str, mongodb_url: str, label: str, **overrides: Any) -> Settings:
+    """Settings whose database, queues and exchanges are this run's own, so that runs sharing
+    a broker and a server (tests, fuzzing) keep apart; metrics off."""
+    suffix = uuid.uuid4().hex[:10]
+    names: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "mongodb_url": mongodb_url,
+        "mongodb_database": f"pw_{label}_{suffix}",
+        "import_queue": f"database_import.{suffix}",
+        "import_result_queue": f"database_import_result.{suffix}",
+        "relations_queue": f"relations.{suffix}",
+        "relations_result_queue": f"relations_result.{suffix}",
+        "relations_query_queue": f"relations_query.{suffix}",
+        "events_exchange": f"profile_events.{suffix}",
+        "dead_letter_exchange": f"profile_worker.dead_letter.{suffix}",
+        "connection_name": f"profile-worker {label} {suffix}",
+        "metrics_port": 0,
+    }
+    return Settings.model_validate({**names, **overrides})
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import aiormq
@@ -154,7 +155,7 @@ class Worker:
             self.health.broker(True, consumers=len(tasks))
             self.ready.set()
             log.info("ready", extra={"queues": [route.queue for route, *_ in routes]})
-            await _first_of(stopping, lost, tasks)
+            await _first_of((stopping, lost), tasks)  # stopping, connection lost, consumer ended
             self.health.broker(not lost.is_set(), consumers=0)
             halt.set()
             if lost.is_set():
@@ -216,7 +217,7 @@ class Worker:
                 await task
 
     async def _announce_shutdown(self, stopping: asyncio.Event, ending: asyncio.Event) -> None:
-        await _first_set(stopping, ending)
+        await _first_of((stopping, ending))
         if ending.is_set():
             return
         self._acked_before_shutdown = self._acked()
@@ -255,20 +256,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _first_set(*events: asyncio.Event) -> None:
+async def _first_of(
+    events: Sequence[asyncio.Event], tasks: Sequence[asyncio.Task[None]] = ()
+) -> None:
+    """Wait until one of `events` is set or one of `tasks` ends."""
     waiters = {asyncio.ensure_future(event.wait()) for event in events}
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*waiters, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _first_of(
-    stopping: asyncio.Event, lost: asyncio.Event, tasks: list[asyncio.Task[None]]
-) -> None:
-    """Wait until stopping, the connection is lost, or a consumer ends."""
-    waiters = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(lost.wait())}
-    await asyncio.wait({*waiters, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters:
-        waiter.cancel()

@@ -1,0 +1,128 @@
+"""The chaos suite by hand, at scale: a seeded stream through a real worker that is killed,
+whose broker restarts and whose database goes away, checked against the reference model.
+
+    python -m bench.chaos [--commands 100000] [--seed N] [--kills 6] [--database-seconds 30]
+        [--broker restart|proxy] [--mongodb-url URL] [--batch-max-size N] [--plain]
+
+Prints what was sent, the faults injected, what was lost or applied twice, wrong answers,
+state differences and events, worker crashes (exits nobody caused), the peak RSS of the
+worker processes and the elapsed time; exits 1 when anything differs from the model.
+`--broker restart` runs `rabbitmqctl stop_app`/`start_app` (every client of that broker sees
+it); `proxy` cuts only this run's connections. `--mongodb-url` points the run (the worker
+through the database proxy) at another MongoDB-wire server, e.g. the mongo-java-server of
+`PW_MONGO_SERVER=mongo-java-server scripts/services.sh start` (PW_BENCH_MONGODB_URL).
+`--plain` leaves out what the suite found the worker to get wrong in batches (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import uvloop
+
+from tests.chaos.generator import Mix
+from tests.chaos.run import ChaosConfig, Report, run_chaos
+from tests.integration.conftest import CATALOG
+from worker.settings import Settings
+from worker.store.mongo import MongoStore
+
+
+def settings_for(mongodb_url: str | None) -> Settings:
+    """Names unique to this run, as the integration tests' fixture makes them."""
+    suffix = uuid.uuid4().hex[:10]
+    base = Settings()
+    return base.model_copy(
+        update={
+            "mongodb_url": mongodb_url or base.mongodb_url,
+            "mongodb_database": f"pw_chaos_{suffix}",
+            "import_queue": f"database_import.{suffix}",
+            "import_result_queue": f"database_import_result.{suffix}",
+            "relations_queue": f"relations.{suffix}",
+            "relations_result_queue": f"relations_result.{suffix}",
+            "relations_query_queue": f"relations_query.{suffix}",
+            "events_exchange": f"profile_events.{suffix}",
+            "dead_letter_exchange": f"profile_worker.dead_letter.{suffix}",
+            "connection_name": f"profile-worker chaos {suffix}",
+            "catalog_cache_seconds": 0,
+            "shutdown_grace_seconds": 20,
+        }
+    )
+
+
+async def main(arguments: argparse.Namespace) -> Report:
+    for noisy in ("aiormq", "aio_pika"):  # every dropped connection of the run's own clients
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    settings = settings_for(arguments.mongodb_url)
+    store = MongoStore.from_settings(settings)
+    await store.catalog.apply(CATALOG)
+    worker = {"batch_max_size": arguments.batch_max_size} if arguments.batch_max_size else {}
+    config = ChaosConfig(
+        seed=arguments.seed,
+        commands=arguments.commands,
+        kills=arguments.kills,
+        broker_restarts=arguments.broker_restarts,
+        database_cuts=arguments.database_cuts,
+        database_seconds=arguments.database_seconds,
+        broker=arguments.broker,
+        mix=Mix(
+            relations=arguments.relations,
+            mixed_matching=not arguments.plain,
+            unique_moves=not arguments.plain,
+        ),
+        worker=worker,
+        ahead=arguments.ahead,
+        restart_delay=(6.0, 7.0) if arguments.restart_after_lease else (0.0, 1.0),
+        timeout_seconds=arguments.timeout or max(300.0, arguments.commands / 40),
+    )
+    log_dir = Path(arguments.log_dir or tempfile.mkdtemp(prefix="chaos-"))
+    try:
+        report = await run_chaos(settings, config, log_dir, say=print)
+    finally:
+        if not arguments.keep_database:
+            await store.drop(settings.mongodb_database)
+        await store.close()
+    print("\n".join(report.lines()))
+    for kind, items in report.findings.problems().items():
+        print(f"{kind} ({len(items)}), first ones:")
+        for item in items[: arguments.show]:
+            print(f"  {item[:600]}")
+    with (log_dir / "findings.txt").open("w") as out:  # every one, for a closer look
+        for kind, items in report.findings.problems().items():
+            out.writelines(f"{kind}\t{item}\n" for item in items)
+    print(f"worker log: {log_dir / 'worker.log'}, all findings: {log_dir / 'findings.txt'}")
+    if arguments.keep_database:
+        print(f"database kept: {settings.mongodb_database} at {settings.mongodb_url}")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--commands", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
+    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--broker-restarts", type=int, default=1)
+    parser.add_argument("--database-cuts", type=int, default=1)
+    parser.add_argument("--database-seconds", type=float, default=30.0)
+    parser.add_argument("--broker", choices=["restart", "proxy"], default="restart")
+    parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
+    parser.add_argument("--batch-max-size", type=int, help="the worker's batch size")
+    parser.add_argument("--plain", action="store_true", help="leave out the known findings")
+    parser.add_argument("--relations", type=float, default=0.45, help="share of relation commands")
+    parser.add_argument("--ahead", type=int, default=2_000)
+    parser.add_argument(
+        "--restart-after-lease",
+        action="store_true",
+        help="restart a killed worker only after its 5 s lease (not within it)",
+    )
+    parser.add_argument("--timeout", type=float, help="seconds for the stream to drain")
+    parser.add_argument("--keep-database", action="store_true", help="for a closer look")
+    parser.add_argument("--show", type=int, default=5, help="findings printed of each kind")
+    parser.add_argument("--log-dir", help="where the worker's log goes (default: a temp dir)")
+    result = uvloop.run(main(parser.parse_args()))
+    sys.exit(1 if result.findings.problems() else 0)

@@ -1,0 +1,296 @@
+"""One chaos run end to end: set up, stream with faults, drain, read back, check, report.
+
+Shared by the integration test (a small seed) and `bench/chaos.py` (by hand, at scale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from tests.chaos.check import Findings, check
+from tests.chaos.faults import BrokerFault, FaultPlan, Faults, WorkerProcess
+from tests.chaos.generator import Message, Mix, Queue, setup, stream
+from tests.chaos.harness import (
+    Collector,
+    Publisher,
+    declare_topology,
+    delete_topology,
+    queued,
+    until,
+)
+from tests.chaos.model import Model
+from tests.integration.conftest import worker_environment
+from tests.integration.proxy import TcpProxy, started_proxy, through
+from worker.runtime.topology import routes
+from worker.settings import Settings
+
+WORKER: dict[str, Any] = {
+    "command_lease_seconds": 5.0,  # a killed worker's claims are taken over soon
+    "mongodb_timeout_ms": 2_000,
+    "reconnect_max_delay_seconds": 2.0,
+    "retry_max_attempts": 5,
+    "retry_base_delay_ms": 200,
+    "retry_backoff_factor": 2.0,
+    "batch_max_wait_ms": 20,
+    "metrics_port": 0,
+    "log_level": "WARNING",
+}
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    seed: int
+    commands: int
+    kills: int = 2
+    broker_restarts: int = 1
+    database_cuts: int = 1
+    database_seconds: float = 8.0
+    broker: BrokerFault = "restart"
+    mix: Mix = field(default_factory=Mix)
+    worker: Mapping[str, Any] = field(default_factory=dict)
+    """Settings of the worker beyond `WORKER`, e.g. `batch_max_size`."""
+    restart_delay: tuple[float, float] = (0.0, 1.0)
+    """Seconds between a kill and the restart (the lease is 5 s: a restart within it finds
+    the dead worker's claims still held)."""
+    ahead: int = 200
+    """At most this many commands published and not yet answered: the stream keeps running
+    through the faults instead of being queued before them."""
+    timeout_seconds: float = 150.0
+
+
+@dataclass
+class Report:
+    config: ChaosConfig
+    findings: Findings
+    messages: int = 0
+    published: int = 0
+    republished: int = 0
+    duplicated_ids: int = 0
+    kills: int = 0
+    broker_restarts: int = 0
+    database_cuts: int = 0
+    crashes: int = 0
+    peak_rss_mib: float = 0.0
+    elapsed_seconds: float = 0.0
+    faults: list[str] = field(default_factory=list)
+    redelivered_to_collector: int = 0
+
+    @property
+    def lost(self) -> int:
+        return len(self.findings.lost)
+
+    def lines(self) -> list[str]:
+        found = self.findings
+        return [
+            f"seed {self.config.seed}: {self.config.commands} commands "
+            f"({self.duplicated_ids} ids published 2-4 times), {self.messages} messages planned, "
+            f"{self.published} published with confirms, {self.republished} again after a "
+            "lost connection",
+            f"faults injected: {self.kills} kill -9, {self.broker_restarts} broker "
+            f"{self.config.broker}, {self.database_cuts} database cut(s) of "
+            f"{self.config.database_seconds:g} s: " + "; ".join(self.faults),
+            f"lost {self.lost}, double-applied {found.double_applied}, copies answered "
+            f"differently {len(found.divergent)} (+{len(found.divergent_after_500)} with a 500), "
+            "wrong answers "
+            f"{len(found.wrong_answers)}, profiles off {len(found.profiles)}, relations off "
+            f"{len(found.relations)}, events missing {len(found.missing_events)} / unexpected "
+            f"{len(found.unexpected_events)} / published again alike {found.duplicate_events}",
+            "wrong answers by expected -> given error: "
+            + (", ".join(f"{a} -> {b}: {n}" for (a, b), n in sorted(found.codes.items())) or "-"),
+            f"worker crashes {self.crashes}, peak RSS {self.peak_rss_mib:.1f} MiB, elapsed "
+            f"{self.elapsed_seconds:.1f} s",
+        ]
+
+
+@dataclass
+class Rig:
+    """Everything a run drives: the worker, the proxies in front of the services, and the
+    producer's and observer's sides."""
+
+    chaos: Settings
+    amqp: str
+    worker: WorkerProcess
+    database: TcpProxy
+    broker: TcpProxy | None
+    collector: Collector
+    publisher: Publisher
+
+
+async def run_chaos(
+    settings: Settings, config: ChaosConfig, log_dir: Path, say: Callable[[str], None] | None = None
+) -> Report:
+    """Run `config` against the services of `settings` (names unique to this run; the
+    catalog applied to its database). Queues of the run are deleted at the end. `say` gets
+    a line of progress every five seconds."""
+    chaos = settings.model_copy(update={**WORKER, **config.worker})
+    started = time.monotonic()
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+    database = await started_proxy(chaos.mongodb_url)
+    broker = await started_proxy(chaos.amqp_url) if config.broker == "proxy" else None
+    amqp = through(chaos.amqp_url, broker) if broker else chaos.amqp_url
+    env = worker_environment(chaos, mongodb_url=through(chaos.mongodb_url, database))
+    events_queue = f"chaos_events.{chaos.import_queue}"
+    await declare_topology(amqp, chaos, events_queue)
+    queues: dict[Queue, str] = {"imports": chaos.import_queue, "relations": chaos.relations_queue}
+    rig = Rig(
+        chaos,
+        amqp,
+        WorkerProcess({**env, "PW_AMQP_URL": amqp}, log_dir / "worker.log"),
+        database,
+        broker,
+        Collector(amqp, [chaos.import_result_queue, chaos.relations_result_queue], events_queue),
+        Publisher(amqp, queues),
+    )
+    stop = asyncio.Event()
+    collecting = asyncio.create_task(rig.collector.run(stop))
+    tracing = asyncio.create_task(_traced(rig, say)) if say else None
+    report = Report(config, Findings())
+    try:
+        await rig.worker.start()
+        model, copies = await _stream(config, rig, report)
+    finally:
+        if tracing is not None:
+            tracing.cancel()
+        await rig.worker.stop()
+        stop.set()
+        await collecting
+        await rig.publisher.close()
+        for proxy in (database, broker):
+            if proxy is not None:
+                await proxy.cut()
+        await delete_topology(chaos.amqp_url, chaos, events_queue)
+    report.findings = await _checked(chaos, model, copies, rig.collector)
+    report.published, report.republished = rig.publisher.published, rig.publisher.republished
+    report.kills, report.crashes = rig.worker.kills, rig.worker.crashes
+    report.peak_rss_mib = rig.worker.peak_rss_mib
+    report.redelivered_to_collector = rig.collector.redelivered_to_us
+    report.elapsed_seconds = time.monotonic() - started
+    return report
+
+
+async def _stream(config: ChaosConfig, rig: Rig, report: Report) -> tuple[Model, dict[str, int]]:
+    """The setup phase (no faults), then the stream with its faults, until all is answered."""
+    collector = rig.collector
+    seeds = setup(config.seed)
+    await rig.publisher.publish(seeds)
+    await _answered(collector, dict.fromkeys((m.message_id for m in seeds), 1), 60)
+    directory = {str(collector.answers[m.message_id][0]["profile_id"]): _key(m) for m in seeds}
+    ids = {email: profile_id for profile_id, (_, email) in directory.items()}
+    plan = stream(config.seed, config.commands, ids, config.mix)
+    model = Model(directory=directory).fold([*seeds, *plan.messages])
+    report.messages = len(seeds) + len(plan.messages)
+    report.duplicated_ids = sum(1 for n in plan.copies.values() if n > 1)
+    total = len(plan.copies)
+    faults = Faults(
+        FaultPlan.drawn(config.seed, config.kills, config.broker_restarts, config.database_cuts),
+        rig.worker,
+        lambda: (len(collector.answers) - len(seeds)) / total,
+        database=rig.database,
+        database_seconds=config.database_seconds,
+        broker=config.broker,
+        broker_proxy=rig.broker,
+        seed=config.seed,
+        restart_delay=config.restart_delay,
+    )
+    faulting = asyncio.create_task(faults.run())
+    deadline = time.monotonic() + config.timeout_seconds
+    pace = functools.partial(_paced, rig.publisher, plan.messages, collector, len(seeds))
+    await pace(config.ahead, faults.unpaced, deadline)
+    await _answered(collector, plan.copies, deadline - time.monotonic())
+    try:
+        await asyncio.wait_for(faulting, max(deadline - time.monotonic(), 1))
+    except TimeoutError:
+        faults.log.append("(the faults left were never reached)")
+    await _settled(collector, rig.chaos, rig.amqp, deadline)
+    report.faults, report.broker_restarts = faults.log, faults.broker_restarts
+    report.database_cuts = faults.database_cuts
+    return model, {m.message_id: 1 for m in seeds} | plan.copies
+
+
+async def _traced(rig: Rig, say: Callable[[str], None]) -> None:
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(5)
+        say(
+            f"{time.monotonic() - started:6.0f} s: {len(rig.collector.answers)} ids answered, "
+            f"{rig.publisher.published} published ({rig.publisher.republished} again), "
+            f"{len(rig.collector.events)} events, worker started {rig.worker.starts} times"
+        )
+
+
+def _key(message: Message) -> tuple[int, str]:
+    return int(message.body["db_id"]), str(message.body["email"])
+
+
+async def _paced(
+    publisher: Publisher,
+    messages: list[Message],
+    collector: Collector,
+    answered_before: int,
+    ahead: int,
+    unpaced: asyncio.Event,
+    deadline: float,
+) -> None:
+    """Publish in order, in chunks of 10, keeping at most `ahead` distinct commands
+    unanswered; while `unpaced` is set, a chunk every 50 ms whatever is answered, so that the
+    broker going away (which takes a while to start) finds publications in flight."""
+    published: set[str] = set()
+    for first in range(0, len(messages), 10):
+        chunk = messages[first : first + 10]
+        wanted = len(published) + answered_before - ahead
+        go = functools.partial(_may_go, collector.answers, wanted, unpaced)
+        if not await until(go, deadline):
+            return
+        if unpaced.is_set():
+            await asyncio.sleep(0.05)
+        await publisher.publish(chunk)
+        published.update(m.message_id for m in chunk)
+
+
+def _may_go(answers: Mapping[str, Any], count: int, unpaced: asyncio.Event) -> bool:
+    return unpaced.is_set() or len(answers) >= count
+
+
+async def _answered(collector: Collector, copies: Mapping[str, int], timeout: float) -> None:
+    """Until every message id has at least as many answers as copies (or `timeout`)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(copies)
+    while waiting and time.monotonic() < deadline:
+        waiting = [m for m in waiting if len(collector.answers.get(m, ())) < copies[m]]
+        await asyncio.sleep(0.2)
+
+
+async def _settled(collector: Collector, chaos: Settings, amqp: str, deadline: float) -> None:
+    """Until nothing waits in the command queues (retries included) and nothing has arrived
+    for two seconds: late copies are answered and late events are in."""
+    names = [
+        name
+        for route in routes(chaos)[:2]
+        for name in route.queue_names(chaos.retry_max_attempts)
+        if not name.endswith(".dead")
+    ]
+    while time.monotonic() < deadline:
+        if time.monotonic() - collector.last_seen > 2 and await queued(amqp, names) == 0:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _checked(
+    chaos: Settings, model: Model, copies: Mapping[str, int], collector: Collector
+) -> Findings:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(chaos.mongodb_url)
+    try:
+        db = client[chaos.mongodb_database]
+        profiles = await db.profiles.find({}, {"db_id": 1, "fields": 1}).to_list()
+        relations = await db.relations.find({}).to_list()
+    finally:
+        await client.close()
+    return check(model, copies, collector.answers, collector.events, profiles, relations)

@@ -27,7 +27,7 @@ from worker.store.mongo import MongoStore
 
 pytestmark = pytest.mark.integration
 
-ORDER_FINDINGS_OPEN = True
+ORDER_FINDINGS_OPEN = False
 """While the worker still breaks queue order in the cases of tests/chaos/test_findings.py,
 differences that come from order alone (answers, state, events) make this test xfail instead
 of fail; what order cannot explain (lost commands, copies answered differently, an effect

@@ -1,7 +1,7 @@
-"""Where the worker departs from the reference model, each reduced to a minimal case on the
-in-memory store (the processors exactly as a worker process drives them; what goes to a retry
-queue comes back after what follows it, as through RabbitMQ). Each is marked xfail(strict)
-until worker/ is fixed: a fix turns it into a failure that asks for the mark's removal.
+"""What the chaos suite found where the worker departed from the reference model, each reduced
+to a minimal case on the in-memory store and kept as a regression test. The processors run as
+a worker process drives them: `drained` hands the commands a batch defers back first in the
+next batch, as the consumer does (they stay unacked in between).
 """
 
 from __future__ import annotations
@@ -12,35 +12,41 @@ from tests.chaos.test_model import a_world
 from tests.unit.harness import (
     CrashingWrites,
     WorkerDied,
+    drained,
     envelope,
     import_command,
     relation_command,
     result_of,
     run,
 )
-from worker.domain.envelope import Outcome
+from worker.domain.envelope import Deferred, GaveUp, Outcome
 
 
-def sequential(outcomes: list[Outcome]) -> list[int]:
-    """Each command's code, as answered now (500: not answered yet, retried)."""
+def codes(outcomes: list[Outcome]) -> list[int]:
+    """Each command's code (500: not answered)."""
     return [int(result_of(o).get("error", 500)) for o in outcomes]
 
 
-FOUND = "the worker breaks queue order here (SPEC §9): remove this mark once it is fixed"
-
-
-async def test_found_and_fixed_ten_commands_on_one_profile_in_one_batch_all_apply() -> None:
-    """Fixed in d21774b (the round limit is per job)."""
+async def test_a_burst_on_one_profile_applies_in_order_over_several_batches() -> None:
+    """Ten increments by email, then an update by id: a batch writes at most eight commands
+    on one profile; the rest come first in the next batch, the update by id last."""
     world = await a_world()
-    bodies = [import_command("ada@example.com", data={"city": f"c{n}"}) for n in range(10)]
-    outcomes = await run(
-        world.imports(), [envelope(b, message_id=f"m{n}") for n, b in enumerate(bodies)]
-    )
-    assert sequential(outcomes) == [0] * 10, "commands 9 and 10 are retried, out of order"
+    ada = await world.profile_id("ada@example.com", age=0)
+    bump = import_command("ada@example.com", data={"age": {"action": "incr", "value": 1}})
+    by_id = import_command(None, matching="profile_id", profile_id=ada, data={"age": 100})
+    batch = [envelope(bump, f"m{n}") for n in range(10)] + [envelope(by_id, "last")]
+
+    worker = world.imports()
+    first = await run(worker, batch)
+    outcomes = await drained(worker, batch)
+
+    assert codes(first) == [0] * 8 + [500] * 3, "eight written, the rest deferred in order"
+    assert all(isinstance(o, Deferred) for o in first[8:])
+    assert codes(outcomes) == [0] * 11
+    assert world.fields(ada)["age"] == 100, "the update by id went before an increment"
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND)
-async def test_finding_a_refusal_lets_a_later_command_on_the_profile_jump_ahead() -> None:
+async def test_a_refusal_does_not_let_a_later_command_on_the_profile_jump_ahead() -> None:
     world = await a_world()
     ada = await world.profile_id("ada@example.com")
     bodies = [
@@ -48,13 +54,12 @@ async def test_finding_a_refusal_lets_a_later_command_on_the_profile_jump_ahead(
         import_command("ada@example.com", data={"city": "Oslo"}),
         import_command(None, matching="profile_id", profile_id=ada, data={"city": "Lima"}),
     ]
-    outcomes = await run(world.imports(), [envelope(b) for b in bodies])
-    assert sequential(outcomes) == [400, 0, 0]
+    outcomes = await drained(world.imports(), [envelope(b) for b in bodies])
+    assert codes(outcomes) == [400, 0, 0]
     assert world.fields(ada)["city"] == "Lima", "the update by id went before the one by email"
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND)
-async def test_finding_a_refusal_lets_a_later_relation_command_jump_ahead() -> None:
+async def test_a_refusal_does_not_let_a_later_relation_command_jump_ahead() -> None:
     world = await a_world()
     ada = await world.profile_id("ada@example.com")
     shop = await world.profile_id("shop@example.com", db_id=11)
@@ -65,28 +70,26 @@ async def test_finding_a_refusal_lets_a_later_relation_command_jump_ahead() -> N
         relation_command("strengthen", ada, shop, weights={"weight": 4}),
         relation_command("edit", ada, shop, weights={"weight": 1}, **by_email),
     ]
-    outcomes = await run(world.relations(), [envelope(b) for b in bodies])
-    assert sequential(outcomes) == [409, 0, 0]
+    outcomes = await drained(world.relations(), [envelope(b) for b in bodies])
+    assert codes(outcomes) == [409, 0, 0]
     assert world.relations_stored()[0].props == {"weight": 1}, "the edit went first"
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND)
-async def test_finding_a_unique_value_given_up_earlier_in_a_batch_can_be_taken() -> None:
+async def test_a_unique_value_given_up_earlier_in_a_batch_can_be_taken_later_in_it() -> None:
     world = await a_world()
     await world.profile_id("ada@example.com", loyalty_id="L-1")
     bodies = [
         import_command("ada@example.com", data={"loyalty_id": {"action": "unset"}}),
         import_command("bob@example.com", data={"loyalty_id": "L-1"}),
     ]
-    outcomes = await run(world.imports(), [envelope(b) for b in bodies])
-    assert sequential(outcomes) == [0, 0], "435: Ada held L-1 when the batch was read"
+    outcomes = await drained(world.imports(), [envelope(b) for b in bodies])
+    assert codes(outcomes) == [0, 0], "435: Ada held L-1 when the batch was read"
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND)
-async def test_finding_a_command_deferred_after_a_crash_is_overtaken_by_a_later_one() -> None:
+async def test_a_command_held_by_a_dead_owner_is_not_overtaken_by_a_later_one() -> None:
     """The worker dies (kill -9) before its write; the broker redelivers its batch and the
-    next command to the next owner (a restarted process, or the same process after a broker
-    reconnect: processors, hence owners, are made per broker session) within the lease."""
+    next command to the next owner within the dead owner's lease: the held command holds its
+    profile back, and both wait (unacked) until the lease ends."""
     world = await a_world()
     ada = await world.profile_id("ada@example.com")
     oslo = envelope(import_command("ada@example.com", data={"city": "Oslo"}), message_id="m1")
@@ -96,19 +99,19 @@ async def test_finding_a_command_deferred_after_a_crash_is_overtaken_by_a_later_
         await world.imports(dying).process([oslo])
 
     next_owner = world.imports()
-    deferred, _ = await run(next_owner, [oslo, lima])
+    within_lease = await run(next_owner, [oslo, lima])
     world.outlive_leases()
-    await run(next_owner, [oslo])  # back from the retry queue, after the later command
-    assert result_of(deferred) == {}, "m1 deferred to the retry queue, m2 applied"
+    after_lease = await drained(next_owner, [oslo, lima])
+
+    assert all(isinstance(o, Deferred) for o in within_lease), "m2 went ahead of m1"
+    assert codes(after_lease) == [0, 0]
     assert world.fields(ada)["city"] == "Lima", "m1 (Oslo) landed after m2 (Lima)"
 
 
-@pytest.mark.xfail(strict=True, reason="applied twice (SPEC §9): remove this mark once fixed")
-async def test_finding_a_command_whose_relation_a_later_detach_removed_is_applied_again() -> None:
+async def test_a_change_whose_relation_a_later_detach_removed_is_not_applied_again() -> None:
     """The worker dies after its batch's writes landed, before its answers were marked done;
-    the next owner checks whether each write landed by the command's marker on the target
-    relation, which the batch's own detach has removed: the strengthen is decided again and
-    creates a new relation."""
+    the next owner finds the strengthen's marker among those the detach kept aside, and
+    answers it as recorded instead of creating a new relation."""
     world = await a_world()
     ada = await world.profile_id("ada@example.com")
     shop = await world.profile_id("shop@example.com", db_id=11)
@@ -125,31 +128,35 @@ async def test_finding_a_command_whose_relation_a_later_detach_removed_is_applie
     assert world.relations_stored() == [], "m1 created a second relation after the detach"
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND)
-async def test_finding_a_command_by_another_key_waits_out_its_rounds_behind_a_burst() -> None:
-    """Ten updates by email, then one by id, of one profile in one batch: the last waits a
-    round for each earlier one (another order key, the same profile) and fails after eight,
-    to be retried after what follows it (or answered 500 when that repeats)."""
-    world = await a_world()
-    ada = await world.profile_id("ada@example.com")
-    bump = import_command("ada@example.com", data={"age": {"action": "incr", "value": 1}})
-    by_id = import_command(None, matching="profile_id", profile_id=ada, data={"city": "Lima"})
-    batch = [envelope(bump, f"m{n}") for n in range(10)] + [envelope(by_id, "last")]
-    outcomes = await run(world.imports(), batch)
-    assert sequential(outcomes) == [0] * 11
-
-
-@pytest.mark.xfail(strict=True, reason="applied twice (SPEC §9): remove this mark once fixed")
-async def test_finding_more_than_sixteen_commands_on_a_profile_then_a_crash() -> None:
-    """Markers are pruned to the newest 16 per profile; since a batch may hold any number of
-    commands on one profile (d21774b), the next owner after a crash (or the same one, running
-    the batch again after a database outage) finds no marker of the first ones and applies
-    them again."""
+async def test_more_than_sixteen_commands_on_a_profile_then_a_crash_apply_once() -> None:
+    """Markers are pruned to the newest 16 per profile; a batch writes at most eight commands
+    on one profile, so the next owner after a crash before `complete` finds the marker of
+    each one that landed."""
     world = await a_world()
     ada = await world.profile_id("ada@example.com", age=0)
     bump = import_command("ada@example.com", data={"age": {"action": "incr", "value": 1}})
     batch = [envelope(bump, f"m{n}") for n in range(20)]
     await world.imports().process(batch)  # written; dies before `complete`
     world.outlive_leases()
-    await run(world.imports(), batch)  # the broker redelivers the batch
-    assert world.fields(ada)["age"] == 20, "the first four increments applied twice"
+    outcomes = await drained(world.imports(), batch)  # the broker redelivers the batch
+    assert codes(outcomes) == [0] * 20
+    assert world.fields(ada)["age"] == 20, "an increment applied twice"
+
+
+async def test_a_command_given_up_on_answers_its_500_to_every_later_copy() -> None:
+    """Its retries spent, a command is answered 500; a copy published later gets that answer
+    from the ledger instead of being decided afresh (and answered differently)."""
+    world = await a_world()
+    oslo = envelope(import_command("ada@example.com", data={"city": "Oslo"}), message_id="m1")
+    failing = CrashingWrites(world.store.profiles, "profiles", after_landing=False)
+    worker = world.imports(failing)
+    with pytest.raises(WorkerDied):
+        await worker.process([oslo])
+    text = "internal error after 4 attempts: the worker died around its write"
+    await worker.complete([GaveUp(worker.failure(oslo, 500, text), text)])
+
+    [copy] = await run(world.imports(), [oslo])
+
+    assert result_of(copy)["error"] == 500
+    assert result_of(copy)["error_text"] == text
+    assert world.store.profiles.documents == {}, "the copy was decided afresh"

@@ -163,6 +163,28 @@ async def test_a_dead_owner_s_relation_change_that_did_not_land_is_yours(
     }
 
 
+async def test_a_dead_owner_s_relation_change_that_landed_before_a_removal_is_answered(
+    backend: Backend,
+) -> None:
+    """The change's marker went with the relation a later command removed; it still landed."""
+    current = await attached(backend.stores, A, B, weight=1)
+    stronger = replace(current, props={"weight": 3})
+    await backend.dying.ledger.claim(["c1", "c2"], "dead")
+    change = relation_write("update", stronger, current, "c1")
+    assert await backend.dying.relations.write([change]) == ["applied"]
+    [after] = (await backend.stores.relations.relations_by_ids([current.relation_id])).values()
+    removal = relation_write("delete", after, after, "c2")
+    assert await backend.dying.relations.write([removal]) == ["applied"]
+
+    await backend.outlive()
+    claims = await backend.stores.ledger.claim(["c1", "c2"], "alive")
+
+    assert claims["c1"] == Recorded(
+        change.result.document(), [event.document() for event in change.events]
+    )
+    assert isinstance(claims["c2"], Recorded)
+
+
 async def test_a_dead_owner_s_relation_creation_that_landed_is_answered(
     backend: Backend,
 ) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+from bson import ObjectId
 
 from tests.integration.conftest import EventTap, StartWorker, command, first_message, new_id
 from tests.integration.crashing import CrashingStore
@@ -95,7 +96,7 @@ async def test_unexpected_failures_are_retried_then_answered_500_and_dead_letter
     client: CommandClient, settings: Settings, broker: Any, start_worker: StartWorker
 ) -> None:
     broken = BrokenStore.from_settings(settings)
-    await start_worker(with_store=broken)
+    _, stopping, running = await start_worker(with_store=broken)
     message_id = new_id()
     await client.send(settings.import_queue, incr(), message_id=message_id)
     result = await client.reply(timeout=30)
@@ -105,6 +106,8 @@ async def test_unexpected_failures_are_retried_then_answered_500_and_dead_letter
     copy = await first_message(broker, f"{settings.import_queue}.dead")
     assert copy.message_id == message_id
     assert copy.headers["x-attempt"] == settings.retry_max_attempts + 1
+    stopping.set()  # the worker may still be recording the 500: stop it before the store
+    await running
     await broken.close()
 
 
@@ -136,8 +139,8 @@ async def test_a_poison_command_does_not_hold_back_its_batch(
     good = [(new_id(), incr(f"good{n}@example.com")) for n in range(20)]
     await declare_queues(broker, slow_retries)
     await client.send_many(settings.import_queue, [*good[:10], (poison, incr()), *good[10:]])
-    store = PoisonedStore.from_settings(slow_retries)
-    await start_worker(with_store=store, with_settings=slow_retries)  # 21 queued: one batch
+    store = PoisonedStore.from_settings(slow_retries)  # 21 queued: one batch
+    _, stopping, running = await start_worker(with_store=store, with_settings=slow_retries)
 
     replies = await client.replies(21, timeout=60)
     order = [reply.correlation_id for reply in replies]
@@ -149,6 +152,8 @@ async def test_a_poison_command_does_not_hold_back_its_batch(
     assert copy.message_id == poison
     assert await mongo.profiles.count_documents({}) == 20
     assert await mongo.profiles.count_documents({"fields.age": 5}) == 20
+    stopping.set()  # the worker may still be recording the 500: stop it before the store
+    await running
     await store.close()
 
 
@@ -166,3 +171,24 @@ async def test_a_revision_stranded_by_a_crash_does_not_lock_the_profile(
     updated = await client.reply()
     assert updated["error"] == 0, updated
     assert (await mongo.profiles.find_one({}))["fields"]["age"] == 10
+
+
+async def test_a_burst_on_one_profile_keeps_queue_order_across_batches(
+    client: CommandClient, settings: Settings, mongo: Any, start_worker: StartWorker
+) -> None:
+    """Twelve increments by email, a reset by profile id, two more increments, in one batch
+    (a long batch window): a batch writes at most eight commands on one profile, so the rest
+    are carried, unacked, into the next batch ahead of anything newer."""
+    await start_worker(with_settings=settings.model_copy(update={"batch_max_wait_ms": 1_000}))
+    await client.send(settings.import_queue, command(data={"age": 0}))
+    ada = (await client.reply())["profile_id"]
+    reset = command(None, matching="profile_id", profile_id=ada, data={"age": 1000})
+    bodies = [*[incr() for _ in range(12)], reset, incr(), incr()]
+    sent = [(new_id(), body) for body in bodies]
+    await client.send_many(settings.import_queue, sent)
+
+    replies = await client.replies(len(sent), timeout=60)
+
+    assert [reply.correlation_id for reply in replies] == [message_id for message_id, _ in sent]
+    assert [reply["error"] for reply in replies] == [0] * len(sent)
+    assert (await mongo.profiles.find_one({"_id": ObjectId(ada)}))["fields"]["age"] == 1010

@@ -10,7 +10,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from tests.support import TOKEN, ManualClock
-from worker.domain.envelope import Answered, Envelope, Outcome, Refused, Replayed
+from worker.domain.envelope import Answered, Deferred, Envelope, Outcome, Refused, Replayed
 from worker.domain.imports.processor import ImportProcessor
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
@@ -123,6 +123,24 @@ async def run(
     outcomes = await processor.process(envelopes)
     await processor.complete(outcomes)
     return outcomes
+
+
+async def drained(
+    processor: ImportProcessor | RelationProcessor,
+    envelopes: Sequence[Envelope],
+    batches: int = 20,
+) -> list[Outcome]:
+    """Process as the consumer does over several batches: the commands a batch defers come
+    back first in the next, until every one is decided (or `batches` ran)."""
+    outcomes: dict[int, Outcome] = {}
+    pending = list(range(len(envelopes)))
+    for _ in range(batches):
+        decided = await run(processor, [envelopes[index] for index in pending])
+        outcomes.update(zip(pending, decided, strict=True))
+        pending = [i for i, o in zip(pending, decided, strict=True) if isinstance(o, Deferred)]
+        if not pending:
+            break
+    return [outcomes[index] for index in range(len(envelopes))]
 
 
 class CrashingWrites:

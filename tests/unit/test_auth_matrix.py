@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from worker.contract.imports import ImportResult
-from worker.domain.envelope import Deferred, Envelope, Failed, Outcome
+from worker.domain.envelope import Envelope, Failed, Outcome
 from worker.domain.shared.auth import Access, authorize
 from worker.domain.shared.catalog import CatalogFile, Scope
 from worker.errors import Forbidden, TokenRequired
@@ -189,7 +189,6 @@ IDENTITY_ROWS = [
 ]
 OUTCOMES = [
     pytest.param(Failed("boom"), id="retry"),
-    pytest.param(Deferred("busy elsewhere"), id="deferred"),
 ]
 
 

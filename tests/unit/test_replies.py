@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tests.unit.harness import envelope
+from worker.contract.common import ResultModel
 from worker.contract.events import Event
 from worker.contract.imports import ImportResult
 from worker.contract.queries import QueryAnswer
@@ -18,6 +19,7 @@ from worker.domain.envelope import (
     Deferred,
     Envelope,
     Failed,
+    GaveUp,
     Outcome,
     Refused,
     Replayed,
@@ -105,11 +107,18 @@ def test_a_failure_is_retried_until_the_budget_is_spent_then_answered_500() -> N
     assert where([dead]) == [(SETTINGS.dead_letter_exchange, "imports")]
 
 
-def test_a_deferred_command_comes_back_without_spending_the_budget() -> None:
-    [back] = sent(Deferred("decided elsewhere"), attempt=1)
+def test_a_deferred_command_sends_nothing_yet() -> None:
+    """It is carried to the consumer's next batch, unacked, and keeps its place."""
+    assert sent(Deferred("decided elsewhere"), attempt=1) == []
 
-    assert (back.routing_key, back.headers[ATTEMPT_HEADER]) == ("imports.retry.1", 1)
-    assert back.headers[REASON_HEADER] == "decided elsewhere"
+
+def test_a_command_given_up_on_is_answered_its_500_and_dead_lettered() -> None:
+    failure = ResultModel(error=500, error_text="internal error after 3 attempts: boom")
+    answer, dead = sent(GaveUp(failure, "internal error after 3 attempts: boom"), attempt=2)
+
+    assert body(answer)["error"] == 500
+    assert where([dead]) == [(SETTINGS.dead_letter_exchange, "imports")]
+    assert dead.headers[REASON_HEADER] == "internal error after 3 attempts: boom"
 
 
 def test_a_query_answer_carries_what_its_method_set() -> None:

@@ -75,11 +75,22 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class GaveUp:
+    """A failure with its retries spent: answer `result` (a 500) and dead-letter the command.
+    The answer is recorded, so every later copy of the command gets it too. `reason` is for
+    headers and logs."""
+
+    result: ResultModel
+    reason: str
+
+
+@dataclass(frozen=True)
 class Deferred:
-    """Another owner is deciding the command right now: it comes back later, unanswered,
-    without spending the retry budget. `reason` is for headers and logs."""
+    """Not decided in this batch: it waits for an earlier command on its profile or relation,
+    or for another owner deciding it right now. It comes first in the consumer's next batch,
+    unanswered and unacked, without spending the retry budget. `reason` is for logs."""
 
     reason: str
 
 
-Outcome = Answered | Refused | Replayed | Failed | Deferred
+Outcome = Answered | Refused | Replayed | Failed | GaveUp | Deferred

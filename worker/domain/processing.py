@@ -4,9 +4,11 @@ Each command with a message id is claimed in the ledger first, so that of all it
 this batch, in later batches, in other processes) exactly one is decided, once: a copy of an
 answered command gets the recorded answer, a copy of one that another process is deciding
 right now comes back later, and copies inside one batch follow their first. The rest run in
-rounds of one command per order key, so later commands on the same key see the effect of
-earlier ones. A processor drives its batch through these steps in its own `process`; `Batch`
-keeps each command's outcome as it is decided.
+rounds: each round, a command whose profile or relation an earlier command of the batch still
+has in hand waits, so later commands on one target see the effect of earlier ones whichever
+key addresses them. A command held elsewhere still holds its target back for those after it
+(it is decoded, but never decided here). A processor drives its batch through these steps in
+its own `process`; `Batch` keeps each command's outcome as it is decided.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from worker.contract.common import ResultModel, feedback_id_of, parse_json_object
 from worker.contract.events import Event
-from worker.domain.envelope import Answered, Deferred, Envelope, Failed, Outcome, Refused, Replayed
+from worker.domain.envelope import (
+    Answered,
+    Deferred,
+    Envelope,
+    Failed,
+    GaveUp,
+    Outcome,
+    Refused,
+    Replayed,
+)
 from worker.domain.shared.ports import Busy, Ledger, Recorded, Stores, WriteStatus, Yours
 from worker.errors import InvalidCommand, Refusal
 
@@ -40,6 +51,8 @@ class Admitted:
     raw: dict[str, Any]
     command_id: str | None
     target: str | int | None
+    held_elsewhere: bool = False
+    """Another owner decides it now: it only holds its target back for later commands."""
 
 
 class FeedbackId(Protocol):
@@ -97,6 +110,8 @@ class Batch:
         self._ids = [f"{kind}:{e.message_id}" if e.message_id else None for e in envelopes]
         self._first = first_copies(self._ids)
         self._outcomes: list[Outcome | None] = [None] * len(envelopes)
+        self._held_elsewhere: set[int] = set()
+        self._written = 0
 
     async def decided(
         self, decode: Callable[[Admitted], J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
@@ -118,9 +133,16 @@ class Batch:
         return checked
 
     def refuse(self, job: Job, error: Refusal) -> None:
-        """Answer a decoded command with `error`'s 4xx, echoing its `feedback_id`."""
+        """Answer a decoded command with `error`'s 4xx, echoing its `feedback_id` (unless
+        another owner decides it: then it stays deferred)."""
+        if self.held_elsewhere(job):
+            return
         outcome = self._refused(job.envelope, job.command_id, error, job.command.feedback_id)
         self._outcomes[job.index] = outcome
+
+    def held_elsewhere(self, job: Job) -> bool:
+        """The job only holds its target back: another owner decides it now."""
+        return job.index in self._held_elsewhere
 
     async def land(
         self,
@@ -132,6 +154,7 @@ class Batch:
         if not planned:
             return []
         statuses = await write([w for _, w in planned])
+        self._written += len(planned)
         conflicts, landed_before = [], []
         for (job, planned_write), status in zip(planned, statuses, strict=True):
             if status == "applied":
@@ -159,14 +182,20 @@ class Batch:
             claim = claims[command_id] if command_id else Yours()
             if not isinstance(claim, Yours):
                 self._outcomes[index] = claimed_outcome(claim, command_id, self._result_model)
+            if isinstance(claim, Recorded):
                 continue
             try:
                 raw = parse_json_object(envelope.body, self._max_message_bytes)
             except InvalidCommand as error:
-                refused = self._refused(envelope, command_id, error, None, dead_letter=True)
-                self._outcomes[index] = refused
+                if isinstance(claim, Yours):
+                    refused = self._refused(envelope, command_id, error, None, dead_letter=True)
+                    self._outcomes[index] = refused
                 continue
-            admitted.append(Admitted(index, envelope, raw, command_id, claim.target))
+            if isinstance(claim, Busy):
+                self._held_elsewhere.add(index)
+                admitted.append(Admitted(index, envelope, raw, command_id, None, True))
+            else:
+                admitted.append(Admitted(index, envelope, raw, command_id, claim.target))
         return admitted
 
     def _decode(self, admitted: Sequence[Admitted], decode: Callable[[Admitted], J]) -> list[J]:
@@ -177,6 +206,8 @@ class Batch:
             try:
                 jobs.append(decode(each))
             except InvalidCommand as error:
+                if each.held_elsewhere:
+                    continue
                 feedback_id = feedback_id_of(each.raw)
                 outcome = self._refused(each.envelope, each.command_id, error, feedback_id)
                 self._outcomes[each.index] = outcome
@@ -185,27 +216,25 @@ class Batch:
     async def _in_rounds(
         self, jobs: list[J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
     ) -> None:
-        """Run rounds of at most one job per order key, in queue order; a job a round hands
-        back (its write met a concurrent change, or it waits for another) goes again.
+        """Run rounds over the jobs not decided yet, in queue order; a job a round hands back
+        (it waits for an earlier one on its target, or its write met a concurrent change)
+        goes again, until a round makes no progress.
 
         At most MAX_ROUNDS rounds: the store remembers a bounded number of applied commands
-        per profile and relation, so one batch must not write more on one key. Jobs that did
-        not get their turn come back later (Deferred, no retry budget spent); jobs still
-        handed back after the last round met changes that did not settle (Failed, retried)."""
-        again: list[J] = []
+        per profile and relation, so one batch must not write more on one key. The jobs left
+        come back in the consumer's next batch, ahead of what arrived since (Deferred, no
+        retry budget spent), so they keep their place in queue order."""
         for _ in range(MAX_ROUNDS):
-            if not jobs:
-                return
-            current, later = one_per_key(jobs)
-            again = await run(current, self)
-            jobs = sorted([*again, *later], key=lambda job: job.index)
-        unsettled = {job.index for job in again}
+            decided, written = self._decided_count(), self._written
+            jobs = sorted(await run(jobs, self), key=lambda job: job.index)
+            if not jobs or (self._decided_count() == decided and self._written == written):
+                break
         for job in jobs:
-            self._outcomes[job.index] = (
-                Failed("concurrent writes did not settle")
-                if job.index in unsettled
-                else Deferred("more commands on one profile or relation than a batch takes")
-            )
+            if not self.held_elsewhere(job):
+                self._outcomes[job.index] = Deferred("an earlier command on its target comes first")
+
+    def _decided_count(self) -> int:
+        return sum(outcome is not None for outcome in self._outcomes)
 
     async def _settled(self) -> list[Outcome]:
         """Every command's outcome, once the batch is decided: refusals are recorded in the
@@ -248,30 +277,46 @@ class Batch:
 
 
 class CommandProcessor:
-    """What the import and relation processors share besides their own `process`: one ledger
-    owner per processor, marking answered commands done, and the answer to a command that
-    cannot be decided at all."""
+    """What the import and relation processors share besides their own `process`: their
+    ledger owner, marking answered commands done, and the answer to a command that cannot be
+    decided at all.
+
+    `owner` names the process in the ledger (a fresh one by default). A worker process keeps
+    one across broker sessions: after a reconnect, the commands its last session had claimed
+    come back to it and are resumed at once, instead of waiting out their leases."""
 
     kind: ClassVar[str]
     result_model: ClassVar[type[ResultModel]]
 
-    def __init__(self, stores: Stores, clock: Clock, max_message_bytes: int) -> None:
+    def __init__(
+        self, stores: Stores, clock: Clock, max_message_bytes: int, owner: str | None = None
+    ) -> None:
         self._stores = stores
         self._clock = clock
         self._max_message_bytes = max_message_bytes
-        self._owner = uuid.uuid4().hex
+        self._owner = owner or uuid.uuid4().hex
 
     def _batch(self, envelopes: Sequence[Envelope]) -> Batch:
         ledger, limit = self._stores.ledger, self._max_message_bytes
         return Batch(envelopes, self.kind, self.result_model, ledger, self._owner, limit)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
-        """Mark answered commands done in the ledger; call after their answers are published."""
+        """Mark answered commands done in the ledger; call after their answers are published.
+
+        A command given up on is recorded with its 500 first, so that a later copy gets the
+        same answer instead of being decided afresh."""
+        given_up = {
+            f"{self.kind}:{o.result.message_id}": o.result
+            for o in outcomes
+            if isinstance(o, GaveUp) and o.result.message_id
+        }
+        if given_up:
+            await self._stores.ledger.remember(given_up)
         finished = [
             o.command_id for o in outcomes if isinstance(o, Answered | Refused) and o.command_id
         ]
-        if finished:
-            await self._stores.ledger.finish(finished)
+        if finished or given_up:
+            await self._stores.ledger.finish([*finished, *given_up])
 
     def failure(self, envelope: Envelope, code: int, text: str) -> ResultModel:
         """The result for a command that cannot be processed at all (e.g. retries spent)."""
@@ -327,14 +372,3 @@ def as_copy(outcome: Outcome | None) -> Outcome | None:
     if isinstance(outcome, Refused):
         return replace(outcome, command_id=None)
     return outcome
-
-
-def one_per_key(jobs: Sequence[J]) -> tuple[list[J], list[J]]:
-    """The first job of each order key now; the rest, in order, for later rounds."""
-    seen: set[str] = set()
-    now: list[J] = []
-    later: list[J] = []
-    for job in jobs:
-        (later if job.order_key in seen else now).append(job)
-        seen.add(job.order_key)
-    return now, later

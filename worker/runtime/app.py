@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +48,8 @@ class Worker:
         self.ready = asyncio.Event()
         self._consumers: list[BatchConsumer] = []
         self._acked_before_shutdown = 0
+        self._owner = uuid.uuid4().hex
+        """This process in the command ledger, the same in every broker session."""
 
     def in_flight(self) -> dict[str, int]:
         """Messages delivered and not yet acked, by queue."""
@@ -185,12 +188,12 @@ class Worker:
         return [
             (
                 Route(settings.import_queue, settings.import_result_queue),
-                ImportProcessor(stores, _now, limit),
+                ImportProcessor(stores, _now, limit, self._owner),
                 None,
             ),
             (
                 Route(settings.relations_queue, settings.relations_result_queue),
-                RelationProcessor(stores, _now, limit),
+                RelationProcessor(stores, _now, limit, self._owner),
                 None,
             ),
             (

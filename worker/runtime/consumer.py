@@ -2,8 +2,14 @@
 
 It gathers up to `batch_max_size` messages or `batch_max_wait_ms`, hands the domain a batch of
 envelopes, publishes every answer with confirms, marks the inbox done, and only then acks the
-whole batch with one `multiple=True` ack. While the database is unreachable it holds the batch
-(unacked, so prefetch stops the flow) and tries again with backoff.
+batch (one `multiple=True` ack when it settled whole). While the database is unreachable it
+holds the batch (unacked, so prefetch stops the flow) and tries again with backoff.
+
+A command the domain defers (it waits for an earlier command on its profile or relation, or
+for another owner) is carried: it stays unacked and goes first into the next batch, ahead of
+everything delivered after it, so queue order holds across batches, and a crash redelivers
+it in its place. One carried for longer than CARRY_LIMIT_SECONDS is treated as failed (the
+retry queues), so nothing can circle forever.
 
 It consumes on aiormq's channel directly (see `publisher.py` for why).
 """
@@ -19,7 +25,7 @@ from typing import Any, Protocol
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from worker.contract.common import ResultModel
-from worker.domain.envelope import Envelope, Failed, Outcome
+from worker.domain.envelope import Deferred, Envelope, Failed, GaveUp, Outcome
 from worker.errors import StoreUnavailable
 from worker.observability import BATCH_SECONDS, BATCH_SIZE
 from worker.runtime.delivery import Delivery
@@ -31,6 +37,11 @@ from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
 
 log = logging.getLogger("worker.consumer")
+
+CARRY_LIMIT_SECONDS = 600.0
+"""Far beyond what a deferral waits for: a dead owner's lease, a stranded revision."""
+CARRY_DELAY_SECONDS = (0.05, 1.0)
+"""How long carried commands wait for company before they run alone: first, at most."""
 
 
 class Processor(Protocol):
@@ -66,8 +77,11 @@ class BatchConsumer:
         self._health = health
         self._max_wait_ms = settings.batch_max_wait_ms if max_wait_ms is None else max_wait_ms
         self.in_flight = 0
-        """Messages delivered and not yet acked: buffered, or in the batch in hand."""
+        """Messages delivered and not yet acked: buffered, carried, or in the batch in hand."""
         self.acked = 0
+        self._carried: list[Delivery] = []
+        self._carried_since: dict[int, float] = {}
+        self._carry_delay = CARRY_DELAY_SECONDS[0]
 
     @property
     def queue(self) -> str:
@@ -84,24 +98,30 @@ class BatchConsumer:
         consuming = await self._channel.basic_consume(self._route.queue, received, no_ack=False)
         try:
             while not halt.is_set():
-                batch = await self._gather(buffer, halt)
-                if batch:
+                room = max(1, self._settings.batch_max_size - len(self._carried))
+                batch = [*self._carried, *await self._gather(buffer, halt, room)]
+                if batch and not halt.is_set():
                     await self._handle(batch, halt)
         finally:
             if not self._channel.is_closed and consuming.consumer_tag:
                 await self._channel.basic_cancel(consuming.consumer_tag)
 
-    async def _gather(self, buffer: asyncio.Queue[Delivery], halt: asyncio.Event) -> list[Delivery]:
+    async def _gather(
+        self, buffer: asyncio.Queue[Delivery], halt: asyncio.Event, room: int
+    ) -> list[Delivery]:
+        """Up to `room` new deliveries; none if halted, or if carried commands waited long
+        enough for company."""
         first = asyncio.ensure_future(buffer.get())
         halted = asyncio.ensure_future(halt.wait())
-        await asyncio.wait({first, halted}, return_when=asyncio.FIRST_COMPLETED)
+        idle = self._carry_delay if self._carried else None
+        await asyncio.wait({first, halted}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
         halted.cancel()
         if not first.done():
             first.cancel()
             return []
         batch = [first.result()]
         deadline = time.monotonic() + self._max_wait_ms / 1000
-        while len(batch) < self._settings.batch_max_size:
+        while len(batch) < room:
             if not buffer.empty():
                 batch.append(buffer.get_nowait())
                 continue
@@ -117,18 +137,55 @@ class BatchConsumer:
     async def _handle(self, batch: list[Delivery], halt: asyncio.Event) -> None:
         started = time.monotonic()
         envelopes = [self._replies.envelope(delivery) for delivery in batch]
-        outcomes = await self._while_store_up(lambda: self._process(envelopes), halt)
-        if outcomes is None:
+        decided = await self._while_store_up(lambda: self._process(envelopes), halt)
+        if decided is None:
             return  # halted during an outage: unacked, the broker redelivers
+        outcomes = self._final(batch, envelopes, decided)
         await self._publisher.publish(self._replies.messages(batch, envelopes, outcomes))
         if await self._while_store_up(lambda: self._processor.complete(outcomes), halt) is None:
             return
-        await self._channel.basic_ack(batch[-1].delivery_tag, multiple=True)
-        self.in_flight -= len(batch)
-        self.acked += len(batch)
+        settled = await self._ack(batch, outcomes)
+        self.in_flight -= settled
+        self.acked += settled
         self._replies.count(envelopes, outcomes)
         BATCH_SIZE.labels(self._route.queue).observe(len(batch))
         BATCH_SECONDS.labels(self._route.queue).observe(time.monotonic() - started)
+
+    def _final(
+        self, batch: list[Delivery], envelopes: list[Envelope], outcomes: list[Outcome]
+    ) -> list[Outcome]:
+        """The outcomes to act on: a failure out of retries is given up on (answered 500, the
+        answer recorded for every later copy); a deferral carried too long, a failure."""
+        now = time.monotonic()
+        final: list[Outcome] = []
+        for delivery, envelope, outcome in zip(batch, envelopes, outcomes, strict=True):
+            since = self._carried_since.get(delivery.delivery_tag, now)
+            if isinstance(outcome, Deferred) and now - since > CARRY_LIMIT_SECONDS:
+                outcome = Failed(f"deferred for {now - since:.0f} s: {outcome.reason}")
+            if isinstance(outcome, Failed) and not self._replies.retries_left(envelope):
+                text = f"internal error after {envelope.attempt + 1} attempts: {outcome.reason}"
+                outcome = GaveUp(self._processor.failure(envelope, 500, text), text)
+            final.append(outcome)
+        return final
+
+    async def _ack(self, batch: list[Delivery], outcomes: list[Outcome]) -> int:
+        """Ack what the batch settled and carry the deferred to the next; how many acked."""
+        carried = [d for d, o in zip(batch, outcomes, strict=True) if isinstance(o, Deferred)]
+        settled = [d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, Deferred)]
+        if not carried and not self._carried:
+            await self._channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+        else:  # a multiple ack would take carried deliveries along
+            for delivery in settled:
+                await self._channel.basic_ack(delivery.delivery_tag)
+        progress = len(carried) < len(self._carried) or bool(settled)
+        now = time.monotonic()
+        self._carried_since = {
+            d.delivery_tag: self._carried_since.get(d.delivery_tag, now) for d in carried
+        }
+        self._carried = carried
+        low, high = CARRY_DELAY_SECONDS
+        self._carry_delay = low if progress else min(self._carry_delay * 2, high)
+        return len(settled)
 
     async def _process(self, envelopes: list[Envelope]) -> list[Outcome]:
         """The batch's outcomes; an unexpected failure is narrowed down to its messages."""

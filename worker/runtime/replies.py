@@ -1,5 +1,5 @@
 """What a batch sends once it is decided: each command's answer and events, or the command
-itself again (to a retry queue, back for later, or to `<queue>.dead`).
+itself again (to a retry queue, or to `<queue>.dead`); a deferred command sends nothing yet.
 
 Which of these it is follows from the type of the command's outcome; here results and events
 are serialized, once, straight from their models.
@@ -13,7 +13,16 @@ from typing import Any, Protocol
 
 from worker.contract.common import ResultModel
 from worker.contract.events import Event
-from worker.domain.envelope import Answered, Deferred, Envelope, Failed, Outcome, Refused, Replayed
+from worker.domain.envelope import (
+    Answered,
+    Deferred,
+    Envelope,
+    Failed,
+    GaveUp,
+    Outcome,
+    Refused,
+    Replayed,
+)
 from worker.observability import COMMANDS, DEAD_LETTERS, DEFERRED, RETRIES
 from worker.runtime.delivery import Delivery
 from worker.runtime.publisher import Outgoing
@@ -67,15 +76,17 @@ class Replies:
         return messages
 
     def count(self, envelopes: Sequence[Envelope], outcomes: Sequence[Outcome]) -> None:
-        """Answered commands by code; those sent back are counted in RETRIES or DEFERRED."""
-        for envelope, outcome in zip(envelopes, outcomes, strict=True):
+        """Answered commands by code; those sent back are counted in RETRIES, those carried to
+        the next batch in DEFERRED."""
+        for outcome in outcomes:
             match outcome:
-                case Answered(result) | Refused(result=result):
+                case Answered(result) | Refused(result=result) | GaveUp(result):
                     code, replayed = result.error, False
                 case Replayed(result):
                     code, replayed = result.error, True
-                case Failed() if not self._retries_left(envelope):
-                    code, replayed = 500, False
+                case Deferred():
+                    DEFERRED.labels(self._route.queue).inc()
+                    continue
                 case _:
                     continue
             COMMANDS.labels(self._route.queue, str(code), str(replayed).lower()).inc()
@@ -91,12 +102,9 @@ class Replies:
                 return [*self._answer(delivery, result), dead]
             case Refused(result=result) | Replayed(result):
                 return self._answer(delivery, result)
-            case Deferred(reason):  # back through the first retry queue, spending no budget
-                DEFERRED.labels(self._route.queue).inc()
-                route = self._route
-                queue = route.retry_queue(1) if self._settings.retry_max_attempts else route.queue
-                return [self._copy(delivery, envelope, queue, "", reason, envelope.attempt)]
-            case Failed(reason) if self._retries_left(envelope):
+            case Deferred():  # carried to the next batch, unacked: nothing to send yet
+                return []
+            case Failed(reason) if self.retries_left(envelope):
                 RETRIES.labels(self._route.queue).inc()
                 attempt = envelope.attempt + 1
                 queue = self._route.retry_queue(attempt)
@@ -105,8 +113,13 @@ class Replies:
                 text = f"internal error after {envelope.attempt + 1} attempts: {reason}"
                 answer = self._answer(delivery, self._failure(envelope, 500, text))
                 return [*answer, self._dead_letter(delivery, envelope, text)]
+            case GaveUp(result, reason):
+                return [
+                    *self._answer(delivery, result),
+                    self._dead_letter(delivery, envelope, reason),
+                ]
 
-    def _retries_left(self, envelope: Envelope) -> bool:
+    def retries_left(self, envelope: Envelope) -> bool:
         return envelope.attempt < self._settings.retry_max_attempts
 
     def _answer(self, delivery: Delivery, result: ResultModel) -> list[Outgoing]:

@@ -1,14 +1,14 @@
 """The command ledger (SPEC §9's dedup inbox): who decides each command, and its answer.
 
-A command id is claimed by inserting `{_id: id, owner, lease_until}` into `inbox`: inserts
-keyed by `_id` are atomic on MongoDB and FerretDB alike, so of two processes holding copies
-of one command exactly one decides it; the other comes back later and gets the answer. An
-owner that dies leaves its claim until the lease ends; the next owner then takes it over
-(through an insert into `inbox_takeovers`, since FerretDB 1.24 does not isolate conditional
-updates) and first checks whether the dead owner's write landed: the decided answer and its
-target are written ahead into `inbox_answers` before the write, and the write leaves the
-command's marker on its document. `inbox_done` records answered commands (an insert: updates
-cost a scan on FerretDB). FerretDB has no TTL indexes, so old entries are swept.
+A command id is claimed by inserting `{_id: id, owner, lease_until}` into `inbox`: inserts keyed by
+`_id` are atomic on MongoDB and FerretDB alike, so of two processes holding copies of one command
+exactly one decides it; the other comes back later and gets the answer. An owner that dies leaves
+its claim until the lease ends; the next owner then takes it over (through an insert into
+`inbox_takeovers`, since FerretDB 1.24 does not isolate conditional updates) and first checks
+whether the dead owner's write landed: the decided answer and its target are written ahead into
+`inbox_answers` before the write, and the write leaves the command's marker on its document (kept
+aside when a later command removes the document). `inbox_done` records answered commands (an insert:
+updates cost a scan on FerretDB). FerretDB has no TTL indexes, so old entries are swept.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.markers import marker_of
+from worker.store.markers import marker_of, removed_from
 from worker.store.server import ServerTraits
 
 CLAIMS = "inbox"
@@ -73,6 +73,7 @@ class MongoLedger:
         self._done = db[DONE]
         self._takeovers = db[TAKEOVERS]
         self._lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -151,6 +152,10 @@ class MongoLedger:
         )
         if target.removes:
             return document is None
+        if document is None:  # removed since, perhaps by a later command: were we there?
+            document = await self._db[removed_from(target.collection)].find_one(
+                {"_id": target.stored_id()}, {"_applied": 1}
+            )
         return document is not None and marker_of(command_id) in (document.get("_applied") or {})
 
     async def write_ahead(self, entries: Sequence[WriteAhead]) -> None:

@@ -78,6 +78,13 @@ def marker_of(command_id: str | None) -> str:
     return short_hash(command_id or uuid.uuid4().hex)
 
 
+def removed_from(collection: str) -> str:
+    """Where a removal keeps the markers of the document it removed (`<collection>_removed`):
+    a command whose write landed on a document that a later command then removed has landed
+    all the same, and a new owner must find its marker there."""
+    return f"{collection}_removed"
+
+
 def marker_time(now: datetime) -> int:
     """When a marker was left, in epoch milliseconds (the oldest are pruned first)."""
     return int(now.timestamp() * 1000)

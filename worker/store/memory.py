@@ -30,6 +30,7 @@ from worker.domain.shared.catalog import (
     Token,
 )
 from worker.domain.shared.ports import Stores
+from worker.store.markers import removed_from
 from worker.store.memory_ledger import Clock, Document, MemoryLedger, utc_now
 from worker.store.memory_profiles import MemoryProfiles
 from worker.store.memory_relations import MemoryRelations
@@ -113,6 +114,9 @@ class MemoryStore:
         self.profiles = MemoryProfiles(clock, self.ledger)
         self.relations = MemoryRelations(clock, self.ledger)
         documents.update(profiles=self.profiles.documents, relations=self.relations.documents)
+        documents.update(
+            {removed_from("profiles"): {}, removed_from("relations"): self.relations.removed}
+        )
 
     def ports(self) -> Stores:
         """The domain's view of this store."""

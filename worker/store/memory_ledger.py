@@ -20,7 +20,7 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.domain.shared.profiles import Profile
 from worker.domain.shared.relations import Relation
-from worker.store.markers import Stamp, marker_of, marker_time, stamp_of
+from worker.store.markers import Stamp, marker_of, marker_time, removed_from, stamp_of
 
 Clock = Callable[[], datetime]
 
@@ -127,6 +127,8 @@ class MemoryLedger:
         document = self._documents[target.collection].get(target.document_id)
         if target.removes:
             return document is None
+        if document is None:  # removed since, perhaps by a later command: were we there?
+            document = self._documents[removed_from(target.collection)].get(target.document_id)
         return document is not None and marker_of(command_id) in document.markers
 
     def write_ahead(

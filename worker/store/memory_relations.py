@@ -28,6 +28,8 @@ class MemoryRelations:
         self._clock = clock
         self._ledger = ledger
         self.documents: dict[int, Document] = {}
+        self.removed: dict[int, Document] = {}
+        """The markers of removed relations (see `worker.store.markers.removed_from`)."""
         self.claims: dict[str, int] = {}
         self._last_id = 0
 
@@ -82,6 +84,9 @@ class MemoryRelations:
             if claimed and still_as_read(document, write.before):
                 if self.claims.get(relation.key) == relation.relation_id:
                     del self.claims[relation.key]
+                assert document is not None
+                markers = {**document.markers, marker: marker_time(now)}
+                self.removed[relation.relation_id] = Document(None, document.version, markers)
                 del self.documents[relation.relation_id]
                 return "applied"
             return "landed_before" if document is None else "conflict"

@@ -49,7 +49,7 @@ class ProfileRepository:
         self._server = server
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS])
+        self._revisions = Revisions(db[REVISIONS], ledger.lease_seconds)
 
     async def ensure_indexes(self) -> None:
         async with translated():

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DeleteOne, InsertOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -29,6 +29,7 @@ from worker.store.markers import (
     landing,
     marker_of,
     marker_time,
+    removed_from,
     stamp_of,
     unless_landed_before,
 )
@@ -38,6 +39,7 @@ from worker.store.server import ServerTraits
 RELATIONS = "relations"
 CLAIMS = "relation_keys"
 REVISIONS = "relation_revisions"
+REMOVED = removed_from(RELATIONS)
 ID_BLOCKS = "relation_id_blocks"
 ID_BLOCK_SIZE = 100
 
@@ -52,7 +54,8 @@ class RelationRepository:
         self._server = server
         self._relations = db[RELATIONS]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS])
+        self._revisions = Revisions(db[REVISIONS], ledger.lease_seconds)
+        self._removed = db[REMOVED]
         self._blocks = db[ID_BLOCKS]
         self._free_ids: list[int] = []
         self._allocating = asyncio.Lock()
@@ -62,6 +65,7 @@ class RelationRepository:
             await self._relations.create_index([("rel_id", 1), ("profile_id_a", 1)])
             await self._relations.create_index([("profile_id_b", 1)])
             await self._revisions.ensure_indexes()
+            await self._removed.create_index([("at", 1)])
 
     async def relations_by_keys(
         self, keys: Sequence[str]
@@ -111,8 +115,9 @@ class RelationRepository:
     async def _write_fresh(self, writes: list[RelationWrite]) -> list[WriteStatus]:
         """Answers ahead, claims for creations, revisions for the rest, then the writes.
 
-        A deletion releases its claim before removing the document, so a creation racing with
-        it can never adopt the id being removed.
+        A deletion keeps the relation's markers (see `removed_from`) and releases its claim
+        before removing the document, so a creation racing with it can never adopt the id
+        being removed.
         """
         markers = [marker_of(write.command_id) for write in writes]
         async with translated():
@@ -138,6 +143,7 @@ class RelationRepository:
             deletes = [
                 w for w, ok in zip(writes, eligible, strict=True) if ok and w.kind == "delete"
             ]
+            await self._keep_markers(deletes, now)
             await self._release(deletes)
             operations = [
                 _operation(w, marker, now)
@@ -171,6 +177,28 @@ class RelationRepository:
                 ok[index] = owners.get(relation.key) == relation.relation_id
         return ok
 
+    async def _keep_markers(self, deletes: Sequence[RelationWrite], now: datetime) -> None:
+        """The markers of each relation about to be removed, with the removal's own."""
+        if deletes:
+            await bulk_write_chunked(
+                self._removed,
+                [
+                    ReplaceOne(
+                        {"_id": w.relation.relation_id},
+                        {
+                            "_applied": {
+                                **stamp_of(w.before).markers,
+                                marker_of(w.command_id): marker_time(now),
+                            },
+                            "at": now,
+                        },
+                        upsert=True,
+                    )
+                    for w in deletes
+                ],
+                self._server.bulk_chunk,
+            )
+
     async def _release(self, deletes: Sequence[RelationWrite]) -> None:
         if deletes:
             await bulk_write_chunked(
@@ -198,8 +226,11 @@ class RelationRepository:
         return statuses
 
     async def forget_revisions_before(self, moment: datetime) -> None:
+        """Revisions and the markers of removed relations: both matter only until the commands
+        that left them are done."""
         async with translated():
             await self._revisions.forget_before(moment)
+            await self._removed.delete_many({"at": {"$lt": moment}})
 
     async def count_relations(self, where: RelationFilter) -> int:
         async with translated():

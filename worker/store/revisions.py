@@ -17,14 +17,18 @@ from pymongo.errors import BulkWriteError
 
 from worker.store.errors import duplicate_indexes
 
-STRANDED_REVISION_SECONDS = 60
-
 
 class Revisions:
-    """One collection of reservations for one kind of document."""
+    """One collection of reservations for one kind of document.
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    `stranded_seconds` is the command lease: a writer that has not written within it is
+    presumed dead, as the ledger presumes its owner dead then."""
+
+    def __init__(
+        self, collection: AsyncCollection[dict[str, Any]], stranded_seconds: float
+    ) -> None:
         self._collection = collection
+        self._stranded = timedelta(seconds=stranded_seconds)
 
     async def ensure_indexes(self) -> None:
         await self._collection.create_index([("at", 1)])
@@ -32,10 +36,10 @@ class Revisions:
     async def reserve(self, versions: Sequence[tuple[object, int]], now: datetime) -> list[bool]:
         """Reserve version `expected + 1` of each (document id, expected version).
 
-        A revision stranded by a crash is removed once it is older than
-        STRANDED_REVISION_SECONDS, so its document does not stay locked; the writer retries
-        in its next round. Known gap: a writer that stalls longer than that between its
-        reservation and its write could overlap the next writer.
+        A revision stranded by a crash is removed once it is older than the lease, so its
+        document does not stay locked; the writers held back meanwhile retry (in a later
+        round or batch, in queue order). Known gap: a writer that stalls longer than that
+        between its reservation and its write could overlap the next writer.
         """
         documents = [
             {"_id": f"{doc_id}:{expected + 1}", "of": doc_id, "at": now}
@@ -47,7 +51,7 @@ class Revisions:
         try:
             await self._collection.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
-            stranded_before = now - timedelta(seconds=STRANDED_REVISION_SECONDS)
+            stranded_before = now - self._stranded
             for position in duplicate_indexes(exc):
                 taken[position] = False
                 await self._collection.delete_one(

@@ -193,6 +193,19 @@ def _unique_claims(
     return claims, releases
 
 
+def releasable_keys(database: Database, changes: FieldChanges, target: Profile | None) -> set[str]:
+    """The unique values the target holds in the fields this change sets or unsets: the
+    change may give them up for another profile to take."""
+    if target is None:
+        return set()
+    schema = database.field_specs
+    return {
+        unique_key(database.db_id, name, unique_form(schema[name], target.fields[name]))
+        for name in [*changes.set, *changes.unset]
+        if schema[name].unique and target.fields.get(name)
+    }
+
+
 def changed_fields(target: Profile, changes: FieldChanges) -> list[str]:
     """The fields whose stored value this change really alters."""
     current = target.fields

@@ -1,8 +1,10 @@
 """The import path for a batch: claim, decode, then rounds of check, look up, plan, write.
 
-A round takes at most one command per profile, so later commands on the same profile see the
-effect of earlier ones and queue order holds inside a batch. A write that lost a race to
-another process is planned again in the next round.
+A round writes at most one command per profile: a command waits while an earlier one of the
+batch still has its profile (or a unique value it sets or may give up, or the profile holding
+such a value) in hand, so later commands see the effect of earlier ones and queue order holds
+inside a batch, whether a profile is addressed by email, id or another key. A write that lost a
+race to another process is planned again in the next round.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from worker.contract.imports import ImportResult, decode_import
 from worker.domain.envelope import Envelope, Outcome
 from worker.domain.imports.fields import plan_changes
-from worker.domain.imports.plan import CheckedImport, ImportJob, plan_import
+from worker.domain.imports.plan import CheckedImport, ImportJob, plan_import, releasable_keys
 from worker.domain.imports.subscriptions import parse_subscriptions
 from worker.domain.processing import Admitted, Batch, CommandProcessor
 from worker.domain.shared.auth import Access, authorize
@@ -94,27 +96,34 @@ class ImportProcessor(CommandProcessor):
     async def _plan(
         self, checked: list[CheckedImport], lookup: Lookup, batch: Batch
     ) -> tuple[list[tuple[ImportJob, ProfileWrite]], list[ImportJob]]:
-        """Plan every job on what it matched; a second job on one profile waits a round."""
+        """Plan every job on what it matched, in queue order; a job whose profile or unique
+        values an earlier job still has in hand (planned, waiting, or held elsewhere) waits a
+        round."""
         now = self._clock()
         limits = _ProfileLimits(self._stores.profiles)
         planned: list[tuple[ImportJob, ProfileWrite]] = []
         waiting: list[ImportJob] = []
-        taken: set[str] = set()
+        in_hand: set[str] = set()
         for item, found in zip(checked, lookup.found, strict=True):
             job = item.job
             try:
                 target, profile_id = _resolve(item, found, lookup)
                 creating = target is None and job.command.matching != "profile_id"
                 identity = job.order_key if creating else profile_id
-                if identity in taken or profile_id in taken:
+                releasable = releasable_keys(item.database, item.changes, target)
+                holds = {identity, profile_id, *item.unique_keys, *releasable}
+                holders = {lookup.owners[key] for key in item.unique_keys if key in lookup.owners}
+                if not in_hand.isdisjoint(holds | holders) or batch.held_elsewhere(job):
+                    in_hand |= holds
                     waiting.append(job)
                     continue
-                taken.update((identity, profile_id))
                 write = plan_import(item, target, profile_id, lookup.owners, lookup.profiles, now)
                 if write.create:
                     await limits.take(item.account)
+                in_hand |= holds
                 planned.append((job, write))
             except WriteConflict:
+                in_hand |= holds
                 waiting.append(job)
             except Refusal as error:
                 batch.refuse(job, error)

@@ -1,8 +1,9 @@
 """The relation path for a batch: claim, decode, then rounds of check, resolve, plan, write.
 
-Like imports, commands run in rounds of one command per order key, and a command whose
-relation another command of the round already touches waits for the next round, so commands
-on one relation apply in queue order. A write that lost a race is planned again.
+Like imports, commands run in rounds, and a command whose relation an earlier command of the
+batch still has in hand waits for the next round, so commands on one relation apply in queue
+order whether it is addressed by id or by its profiles. A write that lost a race is planned
+again.
 """
 
 from __future__ import annotations
@@ -128,13 +129,15 @@ class RelationProcessor(CommandProcessor):
     async def _plan(
         self, resolved: list[ResolvedRelation], batch: Batch
     ) -> tuple[list[tuple[RelationJob, RelationWrite]], list[RelationJob]]:
-        """Plan each job on its relation; a second job on one relation waits a round."""
+        """Plan each job on its relation, in queue order; a job whose relation an earlier job
+        still has in hand (planned, waiting, or held elsewhere) waits a round."""
         accepted: list[ResolvedRelation] = []
         waiting: list[RelationJob] = []
         taken: set[str] = set()
         for item in resolved:
             job = item.checked.job
-            if item.key in taken:
+            if item.key in taken or batch.held_elsewhere(job):
+                taken.add(item.key)
                 waiting.append(job)
                 continue
             try:

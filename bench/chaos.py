@@ -2,7 +2,7 @@
 whose broker restarts and whose database goes away, checked against the reference model.
 
     python -m bench.chaos [--commands 100000] [--seed N] [--kills 6] [--database-seconds 30]
-        [--broker restart|proxy] [--mongodb-url URL] [--batch-max-size N] [--plain]
+        [--broker restart|proxy] [--mongodb-url URL] [--batch-max-size N]
 
 Prints what was sent, the faults injected, what was lost or applied twice, wrong answers,
 state differences and events, worker crashes (exits nobody caused), the peak RSS of the
@@ -11,7 +11,6 @@ worker processes and the elapsed time; exits 1 when anything differs from the mo
 it); `proxy` cuts only this run's connections. `--mongodb-url` points the run (the worker
 through the database proxy) at another MongoDB-wire server, e.g. the mongo-java-server of
 `PW_MONGO_SERVER=mongo-java-server scripts/services.sh start` (PW_BENCH_MONGODB_URL).
-`--plain` leaves out what the suite found the worker to get wrong in batches (see README).
 """
 
 from __future__ import annotations
@@ -21,37 +20,26 @@ import logging
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import uvloop
 
 from tests.chaos.generator import Mix
 from tests.chaos.run import ChaosConfig, Report, run_chaos
-from tests.integration.conftest import CATALOG
+from tests.integration.conftest import CATALOG, isolated_settings
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
 
 def settings_for(mongodb_url: str | None) -> Settings:
     """Names unique to this run, as the integration tests' fixture makes them."""
-    suffix = uuid.uuid4().hex[:10]
     base = Settings()
-    return base.model_copy(
-        update={
-            "mongodb_url": mongodb_url or base.mongodb_url,
-            "mongodb_database": f"pw_chaos_{suffix}",
-            "import_queue": f"database_import.{suffix}",
-            "import_result_queue": f"database_import_result.{suffix}",
-            "relations_queue": f"relations.{suffix}",
-            "relations_result_queue": f"relations_result.{suffix}",
-            "relations_query_queue": f"relations_query.{suffix}",
-            "events_exchange": f"profile_events.{suffix}",
-            "dead_letter_exchange": f"profile_worker.dead_letter.{suffix}",
-            "connection_name": f"profile-worker chaos {suffix}",
-            "catalog_cache_seconds": 0,
-            "shutdown_grace_seconds": 20,
-        }
+    return isolated_settings(
+        base.amqp_url,
+        mongodb_url or base.mongodb_url,
+        "chaos",
+        catalog_cache_seconds=0,
+        shutdown_grace_seconds=20,
     )
 
 
@@ -70,11 +58,7 @@ async def main(arguments: argparse.Namespace) -> Report:
         database_cuts=arguments.database_cuts,
         database_seconds=arguments.database_seconds,
         broker=arguments.broker,
-        mix=Mix(
-            relations=arguments.relations,
-            mixed_matching=not arguments.plain,
-            unique_moves=not arguments.plain,
-        ),
+        mix=Mix(relations=arguments.relations),
         worker=worker,
         ahead=arguments.ahead,
         restart_delay=(6.0, 7.0) if arguments.restart_after_lease else (0.0, 1.0),
@@ -112,7 +96,6 @@ if __name__ == "__main__":
     parser.add_argument("--broker", choices=["restart", "proxy"], default="restart")
     parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
     parser.add_argument("--batch-max-size", type=int, help="the worker's batch size")
-    parser.add_argument("--plain", action="store_true", help="leave out the known findings")
     parser.add_argument("--relations", type=float, default=0.45, help="share of relation commands")
     parser.add_argument("--ahead", type=int, default=2_000)
     parser.add_argument(

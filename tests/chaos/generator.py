@@ -89,10 +89,6 @@ class Mix:
     """The share of message ids published two to four times."""
     relations: float = 0.45
     """The share of relation commands (the rest are imports)."""
-    mixed_matching: bool = True
-    """One profile or relation addressed by email in some commands, by id in others."""
-    unique_moves: bool = True
-    """Values of the unique field `loyalty_id` taken, given up and taken by another."""
 
 
 def stream(seed: int, commands: int, ids: Mapping[str, str], mix: Mix | None = None) -> Stream:
@@ -152,7 +148,7 @@ class _Writer:
         if roll < 0.28:
             return _import(message_id, seeded_email(1), {"nickname": "x"})  # 400: unknown
         email = seeded_email(chance.randrange(SEEDED))
-        if self._mix.mixed_matching and chance.random() < 0.2:
+        if chance.random() < 0.2:  # one profile by email in some commands, by id in others
             keys = {"matching": "profile_id", "profile_id": self._ids[email]}
             message = _import(message_id, email, self._data(), **keys)
             del message.body["email"]
@@ -167,7 +163,7 @@ class _Writer:
 
     def _data(self, least: int = 1, most: int = 3) -> dict[str, Any]:
         names = ["city", "age", "score", "interests", "tier", "vip"]
-        names += ["loyalty_id"] if self._mix.unique_moves else []
+        names += ["loyalty_id"]  # unique values taken, given up, taken by another
         names = self.chance.sample(names, self.chance.randint(least, most))
         return {name: self._update(name) for name in names}
 
@@ -236,7 +232,7 @@ class _Writer:
         return body
 
     def _side(self, email: str) -> dict[str, str]:
-        if not self._mix.mixed_matching or self.chance.random() < 0.5:
+        if self.chance.random() < 0.5:
             return {"profile_id": self._ids[email]}
         return {"email": self._cased(email)}
 

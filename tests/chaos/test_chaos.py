@@ -27,13 +27,6 @@ from worker.store.mongo import MongoStore
 
 pytestmark = pytest.mark.integration
 
-ORDER_FINDINGS_OPEN = False
-"""While the worker still breaks queue order in the cases of tests/chaos/test_findings.py,
-differences that come from order alone (answers, state, events) make this test xfail instead
-of fail; what order cannot explain (lost commands, copies answered differently, an effect
-published twice with different contents, crashes, faults not injected) fails it regardless.
-Set to False once those findings are fixed."""
-
 
 @pytest.mark.timeout(300)
 async def test_a_small_seed_survives_kills_a_broker_restart_and_a_database_cut(
@@ -62,6 +55,4 @@ async def test_a_small_seed_survives_kills_a_broker_restart_and_a_database_cut(
     assert found.lost == [], "commands never answered"
     assert found.divergent == [], "copies of one command answered differently (no 500)"
     assert found.divergent_events == [], "one command's event published with two contents"
-    if ORDER_FINDINGS_OPEN and found.problems():
-        pytest.xfail(f"queue order broken (tests/chaos/test_findings.py): {report.lines()[2]}")
     assert found.problems() == {}

@@ -129,7 +129,8 @@ class Recorded:
     """The command was decided before: answer `result` again.
 
     `events` is set only when its effect landed but its answer may never have been sent (its
-    owner died in between): they are published (again; consumers dedupe on `event_id`).
+    owner died in between): they are published (again; consumers dedupe on `message_id` +
+    `event`).
     Both are the JSON documents recorded; the processor reads them back into its models.
     """
 

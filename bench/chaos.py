@@ -32,13 +32,13 @@ from worker.store.mongo import MongoStore
 
 
 def settings_for(mongodb_url: str | None) -> Settings:
-    """Names unique to this run, as the integration tests' fixture makes them."""
+    """Names unique to this run, as the integration tests' fixture makes them; the catalog
+    cache as the product has it (the run never changes the catalog)."""
     base = Settings()
     return isolated_settings(
         base.amqp_url,
         mongodb_url or base.mongodb_url,
         "chaos",
-        catalog_cache_seconds=0,
         shutdown_grace_seconds=20,
     )
 

@@ -112,6 +112,7 @@ class Batch:
         self._outcomes: list[Outcome | None] = [None] * len(envelopes)
         self._held_elsewhere: set[int] = set()
         self._written = 0
+        self._checked: dict[int, Any] = {}
 
     async def decided(
         self, decode: Callable[[Admitted], J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
@@ -122,12 +123,24 @@ class Batch:
         await self._in_rounds(jobs, run)
         return await self._settled()
 
-    async def check(self, jobs: Sequence[J], check: Callable[[J], Awaitable[C]]) -> list[C]:
-        """What `check` makes of each job; a job it refuses is answered and dropped."""
+    async def check(
+        self,
+        jobs: Sequence[J],
+        check: Callable[[J], Awaitable[C]],
+        refresh: Callable[[C], C] | None = None,
+    ) -> list[C]:
+        """What `check` makes of each job; a job it refuses is answered and dropped.
+
+        Each job is checked once per batch, however many rounds it waits: the catalog facts a
+        check reads do not change between rounds. `refresh` brings up to date, each round,
+        what a check holds of stored state (and may refuse)."""
         checked = []
         for job in jobs:
             try:
-                checked.append(await check(job))
+                if job.index not in self._checked:
+                    self._checked[job.index] = await check(job)
+                item: C = self._checked[job.index]
+                checked.append(refresh(item) if refresh else item)
             except Refusal as error:
                 self.refuse(job, error)
         return checked

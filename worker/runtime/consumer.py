@@ -114,10 +114,13 @@ class BatchConsumer:
         first = asyncio.ensure_future(buffer.get())
         halted = asyncio.ensure_future(halt.wait())
         idle = self._carry_delay if self._carried else None
-        await asyncio.wait({first, halted}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-        halted.cancel()
-        if not first.done():
-            first.cancel()
+        try:
+            await asyncio.wait({first, halted}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the session ends and cancels this consumer: no task left pending
+            halted.cancel()
+            if not first.done():
+                first.cancel()
+        if not first.done() or first.cancelled():
             return []
         batch = [first.result()]
         deadline = time.monotonic() + self._max_wait_ms / 1000

@@ -9,6 +9,7 @@ again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from worker.contract.relations import RelationCommand, RelationResult, decode_relation
 from worker.domain.envelope import Envelope, Outcome
@@ -40,7 +41,9 @@ class RelationProcessor(CommandProcessor):
         """One round (check, resolve, plan, write); the jobs to try again in the next."""
         addressed = [job.command.relation_id for job in jobs if job.command.relation_id]
         known = await self._stores.relations.relations_by_ids(sorted(set(addressed)))
-        checked = await batch.check(jobs, lambda job: self._check(job, known))
+        checked = await batch.check(
+            jobs, lambda job: self._check(job, known), lambda item: _readdressed(item, known)
+        )
         resolved = await self._resolve(checked, batch)
         planned, waiting = await self._plan(resolved, batch)
         conflicts = await batch.land(planned, self._stores.relations.write)
@@ -159,6 +162,17 @@ class RelationProcessor(CommandProcessor):
                 new_id = item.claimed_id if item.claimed_id is not None else next(fresh)
             planned.append((item.checked.job, plan_relation(item, new_id, now)))
         return planned, waiting
+
+
+def _readdressed(checked: CheckedRelation, known: dict[int, Relation]) -> CheckedRelation:
+    """A job checked in an earlier round, with the relation it addresses by id as stored now
+    (an earlier command of the batch may have changed or removed it)."""
+    if checked.addressed is None:
+        return checked
+    relation_id = checked.addressed.relation_id
+    if relation_id not in known:
+        raise NotFound(f"relation {relation_id} not found")
+    return replace(checked, addressed=known[relation_id])
 
 
 def _decoded(admitted: Admitted) -> RelationJob:

@@ -160,3 +160,26 @@ async def test_a_command_given_up_on_answers_its_500_to_every_later_copy() -> No
     assert result_of(copy)["error"] == 500
     assert result_of(copy)["error_text"] == text
     assert world.store.profiles.documents == {}, "the copy was decided afresh"
+
+
+async def test_a_refusal_is_answered_as_decided_after_a_crash_that_follows_later_writes() -> None:
+    """A `detach` refused 404 in a batch whose later `strengthen` then creates the relation:
+    the worker dies right after that write; the next owner answers the detach 404 as it was
+    decided, instead of deciding it again and removing what the strengthen made."""
+    world = await a_world()
+    ada = await world.profile_id("ada@example.com")
+    shop = await world.profile_id("shop@example.com", db_id=11)
+    await run(world.relations(), [envelope(relation_command("attach", ada, shop, weights={}))])
+    batch = [
+        envelope(relation_command("detach", ada, shop), "m1"),
+        envelope(relation_command("detach", ada, shop), "m2"),  # 404 in the second round
+        envelope(relation_command("strengthen", ada, shop, weights={"weight": 2}), "m3"),
+    ]
+    dying = CrashingWrites(world.store.relations, "relations", after_landing=True, writes_before=1)
+    with pytest.raises(WorkerDied):  # the detach in the first round, the strengthen next
+        await world.relations(dying).process(batch)
+    world.outlive_leases()
+    again = await run(world.relations(), batch)  # the broker redelivers the batch
+
+    assert codes(again) == [0, 404, 0], "the detach was decided again after the strengthen"
+    assert [r.props for r in world.relations_stored()] == [{"weight": 2}]

@@ -144,17 +144,24 @@ async def drained(
 
 
 class CrashingWrites:
-    """A port whose `write` dies once: after the real write landed, or before it was made."""
+    """A port whose `write` dies once: after the real write landed, or before it was made;
+    at the first write, or after `writes_before` writes went through."""
 
-    def __init__(self, inner: Any, port_name: str, *, after_landing: bool) -> None:
+    def __init__(
+        self, inner: Any, port_name: str, *, after_landing: bool, writes_before: int = 0
+    ) -> None:
         self._inner = inner
         self.port_name = port_name
         self.after_landing = after_landing
+        self._writes_left = writes_before
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def write(self, writes: Any) -> Any:
+        if self._writes_left:
+            self._writes_left -= 1
+            return await self._inner.write(writes)
         if self.after_landing:
             await self._inner.write(writes)
         raise WorkerDied("the worker died around its write")

@@ -113,6 +113,7 @@ class Batch:
         self._held_elsewhere: set[int] = set()
         self._written = 0
         self._checked: dict[int, Any] = {}
+        self._remembered: set[str] = set()
 
     async def decided(
         self, decode: Callable[[Admitted], J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
@@ -166,6 +167,7 @@ class Batch:
         write met a concurrent change, to plan again next round."""
         if not planned:
             return []
+        await self._remember_refusals()
         statuses = await write([w for _, w in planned])
         self._written += len(planned)
         conflicts, landed_before = [], []
@@ -252,17 +254,25 @@ class Batch:
     async def _settled(self) -> list[Outcome]:
         """Every command's outcome, once the batch is decided: refusals are recorded in the
         ledger, and copies follow their first."""
-        refusals = {
-            o.command_id: o.result
-            for o in self._outcomes
-            if isinstance(o, Refused) and o.command_id
-        }
-        if refusals:
-            await self._ledger.remember(refusals)
+        await self._remember_refusals()
         for index, command_id in enumerate(self._ids):
             if command_id is not None and self._first[command_id] != index:
                 self._outcomes[index] = as_copy(self._outcomes[self._first[command_id]])
         return [outcome or Failed("not processed") for outcome in self._outcomes]
+
+    async def _remember_refusals(self) -> None:
+        """Record the refusals decided so far, before any later command's write: after a crash
+        the next owner must answer them as they were decided, not decide them again on a
+        state that later commands have changed (a 404 `detach` would find the relation a
+        later `strengthen` created)."""
+        refusals = {
+            o.command_id: o.result
+            for o in self._outcomes
+            if isinstance(o, Refused) and o.command_id and o.command_id not in self._remembered
+        }
+        if refusals:
+            await self._ledger.remember(refusals)
+            self._remembered.update(refusals)
 
     async def _answer_as_recorded(self, jobs: list[J]) -> None:
         """Commands an earlier owner had applied: the ledger holds what they answer."""

@@ -175,7 +175,7 @@ class BatchConsumer:
         """Ack what the batch settled and carry the deferred to the next; how many acked."""
         carried = [d for d, o in zip(batch, outcomes, strict=True) if isinstance(o, Deferred)]
         settled = [d for d, o in zip(batch, outcomes, strict=True) if not isinstance(o, Deferred)]
-        if not carried and not self._carried:
+        if not carried:  # what was carried before is in this batch, ahead of the rest
             await self._channel.basic_ack(batch[-1].delivery_tag, multiple=True)
         else:  # a multiple ack would take carried deliveries along
             for delivery in settled:

@@ -165,19 +165,13 @@ class Worker:
                 for task in tasks:
                     task.cancel()
             await self._finish(tasks)
-            failed = [task.exception() for task in tasks if not task.cancelled()]
-            for exc in failed:
-                if exc is not None and (refusal := refused_access(exc, settings.amqp_url)):
-                    raise refusal from exc
-            if lost.is_set() or any(failed):
-                raise BrokerUnavailable("connection closed")
+            _raise_for(tasks, lost.is_set(), settings.amqp_url)
         finally:
             halt.set()
             for task in tasks:
-                if not task.done():
-                    task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *BROKER_ERRORS):
-                    await task
+                task.cancel()
+            # Their failures were read above: awaiting one again must not raise past the retry.
+            await asyncio.gather(*tasks, return_exceptions=True)
             if not connection.is_closed:
                 await connection.close()
 
@@ -269,3 +263,19 @@ async def _first_of(
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _raise_for(tasks: Sequence[asyncio.Task[None]], lost: bool, amqp_url: str) -> None:
+    """How a session ended, from its consumers: refused access is a configuration error; a
+    lost connection or a failed consumer, a reason to reconnect. A failure that is not the
+    broker's is logged with its traceback (aiormq fails the futures of a channel closed
+    without a reason with a bare `Exception`)."""
+    failed = [task.exception() for task in tasks if not task.cancelled()]
+    for exc in failed:
+        if exc is not None and (refusal := refused_access(exc, amqp_url)):
+            raise refusal from exc
+    for exc in failed:
+        if exc is not None and not isinstance(exc, BROKER_ERRORS):
+            log.error("consumer failed; reconnecting", exc_info=exc)
+    if lost or any(failed):
+        raise BrokerUnavailable("connection closed")

@@ -26,6 +26,12 @@ DEFERRED = Counter(
 DEAD_LETTERS = Counter(
     "profile_worker_dead_letters_total", "Commands copied to <queue>.dead.", ["queue"]
 )
+PUBLISH_REFUSALS = Counter(
+    "profile_worker_publish_refusals_total",
+    "Published messages the broker refused (a negative confirm), e.g. results for a queue at "
+    "its length limit; each is published again after a pause, its command held unacked.",
+    ["exchange"],
+)
 BATCH_SECONDS = Histogram(
     "profile_worker_batch_seconds",
     "Time from a batch's first message to its ack.",

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     retry_backoff_factor: float = Field(4.0, ge=1.0)
     reconnect_max_delay_seconds: float = Field(30.0, gt=0)
     result_ttl_seconds: int = Field(86_400, ge=1)
+    result_queue_max_length: int | None = Field(None, ge=1)
+    """Ready results a result queue holds at most. Set, the result queues are declared with
+    `x-max-length` and `x-overflow: reject-publish`, so a slow reader of results holds the
+    worker back (its publishes are refused and retried, its commands stay unacked) instead of
+    losing results; unset, they are unbounded, with the arguments they always had."""
     dedup_window_seconds: int = Field(7 * 86_400, ge=1)
     dedup_cleanup_interval_seconds: float = Field(600.0, gt=0)
     command_lease_seconds: float = Field(60.0, gt=0)
@@ -79,8 +84,13 @@ class Settings(BaseSettings):
         return unquote(urlsplit(self.amqp_url).username or "guest")
 
     def as_environment(self) -> dict[str, str]:
-        """`PW_*` variables that give another process (a spawned worker) these settings."""
-        return {f"PW_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        """`PW_*` variables that give another process (a spawned worker) these settings; an
+        unset optional setting is left out (its default is unset too)."""
+        return {
+            f"PW_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
 
     def retry_delay_ms(self, attempt: int) -> int:
         """Delay before retry number `attempt` (1-based): exponential backoff."""

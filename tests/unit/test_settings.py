@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from worker.runtime.topology import result_queue_arguments
 from worker.settings import Settings, redacted
 
 
@@ -24,6 +25,40 @@ def test_environment_of_settings_gives_the_same_settings(monkeypatch: pytest.Mon
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+def test_an_unset_optional_setting_stays_unset_in_a_spawned_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for limit in (None, 1_000):
+        original = Settings(result_queue_max_length=limit)
+        environment = original.as_environment()
+        assert ("PW_RESULT_QUEUE_MAX_LENGTH" in environment) is (limit is not None)
+        monkeypatch.delenv("PW_RESULT_QUEUE_MAX_LENGTH", raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert Settings() == original
+
+
+def test_result_queues_keep_the_arguments_they_always_had_unless_a_limit_is_set() -> None:
+    """A queue's arguments cannot change once declared (PRECONDITION_FAILED): the default
+    must declare exactly what deployments before the setting declared."""
+    assert result_queue_arguments(Settings()) == {
+        "x-queue-type": "classic",
+        "x-message-ttl": 86_400_000,
+    }
+    limited = Settings(result_queue_max_length=1_000, queue_type="quorum")
+    assert result_queue_arguments(limited) == {
+        "x-queue-type": "quorum",
+        "x-message-ttl": 86_400_000,
+        "x-max-length": 1_000,
+        "x-overflow": "reject-publish",
+    }
+
+
+def test_a_result_queue_holds_at_least_one_result() -> None:
+    with pytest.raises(ValueError, match="result_queue_max_length"):
+        Settings(result_queue_max_length=0)
 
 
 @pytest.mark.parametrize(

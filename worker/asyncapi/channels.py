@@ -53,11 +53,18 @@ def _answers_channel(flow: Flow, settings: Settings) -> dict[str, Any]:
             "description": "The requester's own queue, named by the request's `reply_to`.",
             "messages": _channel_messages((flow.answer,)),
         }
+    limit = settings.result_queue_max_length
+    bounded = (
+        f" At most {limit} ready results (`x-max-length`, `x-overflow: reject-publish`): "
+        "while it is full the worker holds its commands unacked and publishes again."
+        if limit is not None
+        else ""
+    )
     return _queue_channel(
         flow.route.result_queue,
         (flow.answer,),
         f"One result per command that has no `reply_to`; message TTL "
-        f"{settings.result_ttl_seconds} s (`x-message-ttl`).",
+        f"{settings.result_ttl_seconds} s (`x-message-ttl`).{bounded}",
     )
 
 

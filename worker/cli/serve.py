@@ -25,7 +25,8 @@ def settings_help() -> str:
         variable = f"PW_{name.upper()}"
         if name in ("amqp_url", "mongodb_url"):
             variable += f" (or {name.split('_')[0].upper()}_URL)"
-        lines.append(f"- `{variable}` = `{field.default}`")
+        default = "unset" if field.default is None else f"`{field.default}`"
+        lines.append(f"- `{variable}` = {default}")
     return "Settings, from the environment, with their defaults:\n\n" + "\n".join(lines)
 
 

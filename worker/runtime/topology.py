@@ -1,13 +1,20 @@
-"""Queues and exchanges of SPEC §2, declared idempotently at start-up."""
+"""Queues and exchanges of SPEC §2, declared idempotently at start-up.
+
+A queue's arguments are fixed when it is first declared: RabbitMQ refuses a declaration with
+other ones (PRECONDITION_FAILED), so every default here keeps the arguments that queues of
+existing deployments were declared with, and a refusal stops the worker with what to do.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 
@@ -49,15 +56,42 @@ async def declare_command_queue(
     channel: AbstractChannel, settings: Settings, route: Route
 ) -> AbstractQueue:
     """The command queue; rejected messages dead-letter to `<queue>.dead`."""
-    return await channel.declare_queue(
-        route.queue,
-        durable=True,
-        arguments={
-            "x-queue-type": settings.queue_type,
-            "x-dead-letter-exchange": settings.dead_letter_exchange,
-            "x-dead-letter-routing-key": route.queue,
-        },
-    )
+    arguments: dict[str, Any] = {
+        "x-queue-type": settings.queue_type,
+        "x-dead-letter-exchange": settings.dead_letter_exchange,
+        "x-dead-letter-routing-key": route.queue,
+    }
+    return await _declare_queue(channel, route.queue, arguments)
+
+
+def result_queue_arguments(settings: Settings) -> dict[str, Any]:
+    """A result queue's arguments: unbounded by default, exactly as before the length limit
+    existed; with `result_queue_max_length`, a full queue refuses results (the publisher
+    retries them) rather than dropping its oldest, RabbitMQ's default overflow."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": settings.queue_type,
+        "x-message-ttl": settings.result_ttl_seconds * 1000,
+    }
+    if settings.result_queue_max_length is not None:
+        arguments["x-max-length"] = settings.result_queue_max_length
+        arguments["x-overflow"] = "reject-publish"
+    return arguments
+
+
+async def _declare_queue(
+    channel: AbstractChannel, name: str, arguments: dict[str, Any]
+) -> AbstractQueue:
+    """A durable queue; a refusal of its arguments is a `ConfigurationError`: retrying cannot
+    mend it, and reconnecting forever would hide it."""
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise ConfigurationError(
+            f"the broker refused to declare queue '{name}': {exc}. "
+            "A queue keeps the arguments it was first declared with: restore the settings it "
+            "was declared under, or delete the queue (its messages with it) so the worker "
+            "declares it anew"
+        ) from exc
 
 
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
@@ -71,23 +105,17 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     queue_type: dict[str, Any] = {"x-queue-type": settings.queue_type}
     for route in routes(settings):
         await declare_command_queue(channel, settings, route)
-        dead = await channel.declare_queue(route.dead_queue, durable=True, arguments=queue_type)
+        dead = await _declare_queue(channel, route.dead_queue, queue_type)
         await dead.bind(dead_letter, routing_key=route.queue)
         for attempt in range(1, settings.retry_max_attempts + 1):
-            await channel.declare_queue(
-                route.retry_queue(attempt),
-                durable=True,
-                arguments={
-                    **queue_type,
-                    "x-message-ttl": settings.retry_delay_ms(attempt),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": route.queue,
-                },
-            )
+            name = route.retry_queue(attempt)
+            delayed: dict[str, Any] = {
+                **queue_type,
+                "x-message-ttl": settings.retry_delay_ms(attempt),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": route.queue,
+            }
+            await _declare_queue(channel, name, delayed)
         if route.result_queue:
-            await channel.declare_queue(
-                route.result_queue,
-                durable=True,
-                arguments={**queue_type, "x-message-ttl": settings.result_ttl_seconds * 1000},
-            )
+            await _declare_queue(channel, route.result_queue, result_queue_arguments(settings))
     return Topology(events=events, dead_letter=dead_letter)

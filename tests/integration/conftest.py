@@ -256,12 +256,26 @@ async def first_message(
     channel: aio_pika.abc.AbstractChannel, queue_name: str, timeout: float = 10.0
 ) -> AbstractIncomingMessage:
     """The first message that arrives on a queue, consumed; TimeoutError if none comes."""
+    [message] = await first_messages(channel, queue_name, 1, timeout)
+    return message
+
+
+async def first_messages(
+    channel: aio_pika.abc.AbstractChannel, queue_name: str, count: int, timeout: float = 10.0
+) -> list[AbstractIncomingMessage]:
+    """The first `count` messages that arrive on a queue, taken one by one with `basic.get`
+    (a consumer's iterator, once closed, can keep a message it had prefetched unacked on the
+    channel); TimeoutError if they do not all come."""
     queue = await channel.get_queue(queue_name)
-    async with asyncio.timeout(timeout), queue.iterator() as stream:
-        async for message in stream:
-            await message.ack()
-            return message
-    raise AssertionError(f"consuming {queue_name} stopped without a message")
+    taken: list[AbstractIncomingMessage] = []
+    async with asyncio.timeout(timeout):
+        while len(taken) < count:
+            message = await queue.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+            else:
+                taken.append(message)
+    return taken
 
 
 async def ask(client: CommandClient, settings: Settings, body: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from tests.integration.conftest import (
     READ_TOKEN,
     TOKEN,
     StartWorker,
-    first_message,
+    first_messages,
     new_id,
     worker_environment,
 )
@@ -716,7 +716,7 @@ async def test_no_secret_in_logs_results_or_dead_letter_reasons(
     rows = log_rows(settings)
     answers = await exchange(client, {case: sent for case, (sent, _) in rows.items()})
     assert codes_of(answers) == {case: code for case, (_, code) in rows.items()}
-    dead = [await first_message(broker, f"{settings.import_queue}.dead") for _ in range(2)]
+    dead = await first_messages(broker, f"{settings.import_queue}.dead", 2, timeout=30)
 
     broken, failing = (rows[case][0].body for case in (NOT_JSON, FAILING))
     assert sorted(copy.body for copy in dead) == sorted(

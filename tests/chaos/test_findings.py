@@ -19,7 +19,7 @@ from tests.unit.harness import (
     result_of,
     run,
 )
-from worker.domain.envelope import Deferred, GaveUp, Outcome
+from worker.domain.envelope import Deferred, GaveUp, Outcome, Refused
 
 
 def codes(outcomes: list[Outcome]) -> list[int]:
@@ -183,3 +183,23 @@ async def test_a_refusal_is_answered_as_decided_after_a_crash_that_follows_later
 
     assert codes(again) == [0, 404, 0], "the detach was decided again after the strengthen"
     assert [r.props for r in world.relations_stored()] == [{"weight": 2}]
+
+
+async def test_a_refusal_recorded_before_a_failed_write_is_sent_with_its_dead_letter() -> None:
+    """A body that is not JSON, refused and recorded before a later write of its batch that
+    raises: the consumer runs each command of the batch alone, and the refusal, recorded but
+    never sent, is sent with its dead-letter copy, not replayed without it (found by the
+    secrets test in a clean-clone CI run)."""
+    world = await a_world()
+    broken = envelope(b'{"account_id": 1, "token": ', message_id="m1")
+    oslo = envelope(import_command("ada@example.com", data={"city": "Oslo"}), message_id="m2")
+    failing = CrashingWrites(world.store.profiles, "profiles", after_landing=False)
+    worker = world.imports(failing)
+    with pytest.raises(WorkerDied):
+        await worker.process([broken, oslo])
+
+    [alone] = await worker.process([broken])
+
+    assert isinstance(alone, Refused), alone
+    assert alone.dead_letter, "replayed without its dead-letter copy"
+    assert result_of(alone)["error"] == 400

@@ -23,6 +23,8 @@ from worker.domain.shared.profiles import FieldChanges
 A, B = "a" * 24, "b" * 24
 REFUSAL = ResultModel(error=404, error_text="profile not found")
 RECORDED_REFUSAL = Recorded(REFUSAL.document())
+UNSENT_REFUSAL = Recorded(REFUSAL.document(), unsent=True)
+"""Recorded, not marked done: its answer may never have been sent."""
 
 
 async def test_a_fresh_claim_is_yours_and_stays_yours(stores: Stores) -> None:
@@ -43,7 +45,7 @@ async def test_a_remembered_refusal_is_the_answer_once_finished(stores: Stores) 
     await ledger.remember({"c1": REFUSAL})
 
     assert await ledger.claim(["c1"], "w2") == {"c1": Busy()}, "not answered yet"
-    assert await ledger.claim(["c1"], "w1") == {"c1": RECORDED_REFUSAL}
+    assert await ledger.claim(["c1"], "w1") == {"c1": UNSENT_REFUSAL}
 
     await ledger.finish(["c1"])
     await ledger.finish(["c1"])  # a copy answered again finishes again: harmless
@@ -127,7 +129,7 @@ async def test_a_dead_owner_s_refusal_is_answered(backend: Backend) -> None:
     await backend.dying.ledger.remember({"c1": REFUSAL})
     await backend.outlive()
 
-    assert await backend.stores.ledger.claim(["c1"], "alive") == {"c1": RECORDED_REFUSAL}
+    assert await backend.stores.ledger.claim(["c1"], "alive") == {"c1": UNSENT_REFUSAL}
 
 
 async def test_a_dead_owner_s_relation_delete_landed_once_the_relation_is_gone(
@@ -180,7 +182,7 @@ async def test_a_dead_owner_s_relation_change_that_landed_before_a_removal_is_an
     claims = await backend.stores.ledger.claim(["c1", "c2"], "alive")
 
     assert claims["c1"] == Recorded(
-        change.result.document(), [event.document() for event in change.events]
+        change.result.document(), [event.document() for event in change.events], unsent=True
     )
     assert isinstance(claims["c2"], Recorded)
 

@@ -198,6 +198,8 @@ class Batch:
             if not isinstance(claim, Yours):
                 self._outcomes[index] = claimed_outcome(claim, command_id, self._result_model)
             if isinstance(claim, Recorded):
+                if claim.unsent:  # a body that is not a command is dead-lettered again too
+                    self._outcomes[index] = self._unsent(envelope, command_id, claim)
                 continue
             try:
                 raw = parse_json_object(envelope.body, self._max_message_bytes)
@@ -273,6 +275,17 @@ class Batch:
         if refusals:
             await self._ledger.remember(refusals)
             self._remembered.update(refusals)
+
+    def _unsent(self, envelope: Envelope, command_id: str | None, claim: Recorded) -> Outcome:
+        """A recorded answer that may never have been sent; a refusal of a body that does not
+        parse goes with its dead-letter copy, as when it was decided."""
+        outcome = claimed_outcome(claim, command_id, self._result_model)
+        try:
+            parse_json_object(envelope.body, self._max_message_bytes)
+        except InvalidCommand as error:
+            result = self._result_model.model_validate(claim.result)
+            return Refused(error, result, command_id, dead_letter=True)
+        return outcome
 
     async def _answer_as_recorded(self, jobs: list[J]) -> None:
         """Commands an earlier owner had applied: the ledger holds what they answer."""
@@ -380,7 +393,7 @@ def claimed_outcome(
     if isinstance(claim, Busy):
         return Deferred("a copy of this command is being decided elsewhere")
     result = result_model.model_validate(claim.result)
-    if claim.events:  # its owner died after the write: answer and publish for it
+    if claim.events or claim.unsent:  # never sent, perhaps: answer (and publish) for its owner
         events = tuple(Event.model_validate(event) for event in claim.events)
         return Answered(result, events, command_id)
     return Replayed(result)

@@ -140,10 +140,10 @@ class MongoLedger:
     async def _resumed(self, command_id: str, answer: dict[str, Any] | None) -> Claim:
         """A claim taken over (or held by this owner before): did the decided write land?"""
         if answer is None or answer.get("target") is None:
-            return Recorded(answer["result"]) if answer is not None else Yours()
+            return Recorded(answer["result"], unsent=True) if answer is not None else Yours()
         target = Target(**answer["target"])
         if await self._landed(command_id, target):
-            return Recorded(answer["result"], answer.get("events") or [])
+            return Recorded(answer["result"], answer.get("events") or [], unsent=True)
         return Yours(target=target.document_id)
 
     async def _landed(self, command_id: str, target: Target) -> bool:

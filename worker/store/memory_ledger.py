@@ -118,9 +118,9 @@ class MemoryLedger:
         if answer is None:
             return Yours()
         if answer.target is None:
-            return Recorded(copy.deepcopy(answer.result))
+            return Recorded(copy.deepcopy(answer.result), unsent=True)
         if self._landed(command_id, answer.target):
-            return Recorded(copy.deepcopy(answer.result), copy.deepcopy(answer.events))
+            return Recorded(copy.deepcopy(answer.result), copy.deepcopy(answer.events), unsent=True)
         return Yours(target=answer.target.document_id)
 
     def _landed(self, command_id: str, target: Target) -> bool:

@@ -136,6 +136,9 @@ class Recorded:
 
     result: Mapping[str, Any]
     events: Sequence[Mapping[str, Any]] = ()
+    unsent: bool = False
+    """Decided (a refusal recorded, or a write that landed) but not marked done: its answer
+    may never have been sent, so it is sent now, and the command is then marked done."""
 
 
 @dataclass(frozen=True)

@@ -44,17 +44,23 @@ import uvloop
 from pymongo import AsyncMongoClient
 
 from tests.integration.broker_admin import BrokerAdmin
-from tests.integration.conftest import CATALOG, isolated_settings, worker_environment
+from tests.integration.conftest import (
+    CATALOG,
+    delete_topology,
+    isolated_settings,
+    worker_environment,
+)
 from tests.integration.flood import (
     Answers,
     Effects,
     publish_queued,
     read_results,
     rss_mib,
+    stopped,
     stored_effects,
 )
 from tests.integration.services import service_urls
-from worker.runtime.topology import declare, routes
+from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -204,12 +210,7 @@ async def drain(
         watch.acked, watch.refusals = await asyncio.to_thread(scrape, port, settings.import_queue)
         _, peak = rss_mib(process.pid)
     finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
+        await stopped(process, watching)
         await connection.close()
     return answers, watch, answers.last_at - started, peak
 
@@ -218,14 +219,7 @@ async def remove(settings: Settings, store: MongoStore) -> None:
     """The run's queues, exchanges and database."""
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
-        channel = await connection.channel()
-        for route in routes(settings):
-            for name in route.queue_names(settings.retry_max_attempts):
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(name)
-        for exchange in (settings.events_exchange, settings.dead_letter_exchange):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+        await delete_topology(connection, settings)
     await store.drop(settings.mongodb_database)
     await store.close()
 

@@ -26,12 +26,13 @@ from tests.integration.conftest import (
     CATALOG,
     TOKEN,
     command,
+    delete_topology,
     isolated_settings,
     worker_environment,
 )
 from tests.integration.services import service_urls
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import declare, routes
+from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -157,14 +158,7 @@ async def main(count: int, seed: int, mongodb_url: str | None, int64_edges: bool
         if process.returncode is None:
             process.terminate()
         await process.wait()
-        cleanup = await connection.channel()
-        for route in routes(settings):
-            for name in route.queue_names(settings.retry_max_attempts):
-                with contextlib.suppress(Exception):
-                    await cleanup.queue_delete(name)
-        for exchange in (settings.events_exchange, settings.dead_letter_exchange):
-            with contextlib.suppress(Exception):
-                await cleanup.exchange_delete(exchange)
+        await delete_topology(connection, settings)
         await connection.close()
         await mongo.close()
         await store.drop(settings.mongodb_database)

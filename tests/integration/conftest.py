@@ -164,6 +164,13 @@ async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChann
     connection = await aio_pika.connect(settings.amqp_url)
     channel = await connection.channel()
     yield channel
+    await delete_topology(connection, settings)
+    await connection.close()
+
+
+async def delete_topology(connection: aio_pika.abc.AbstractConnection, settings: Settings) -> None:
+    """The queues and exchanges named by a run's own settings (a test, a fuzzing or flood
+    run), so that runs sharing a broker leave nothing behind."""
     cleanup = await connection.channel()
     for route in routes(settings):
         for name in route.queue_names(settings.retry_max_attempts):
@@ -172,7 +179,6 @@ async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChann
     for exchange in (settings.events_exchange, settings.dead_letter_exchange):
         with contextlib.suppress(Exception):
             await cleanup.exchange_delete(exchange)
-    await connection.close()
 
 
 StartWorker = Callable[..., Awaitable[tuple[Worker, asyncio.Event, asyncio.Task[None]]]]

@@ -11,6 +11,7 @@ message id `flood:<run>:<n>`, which its result echoes as its correlation id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -236,6 +237,16 @@ async def _get_slowly(
         ahead = started + read / per_second - time.perf_counter()
         if ahead > 0:
             await asyncio.sleep(ahead)
+
+
+async def stopped(process: asyncio.subprocess.Process, watching: asyncio.Task[None]) -> None:
+    """The watcher of a worker process cancelled, then the process stopped (SIGTERM)."""
+    watching.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watching
+    if process.returncode is None:
+        process.terminate()
+    await process.wait()
 
 
 def rss_mib(pid: int) -> tuple[float, float]:

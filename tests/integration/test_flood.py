@@ -8,7 +8,6 @@ bench/flood.py runs the same at volume (a million commands) by hand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from tests.integration.flood import (
     publish_queued,
     read_results,
     rss_mib,
+    stopped,
     stored_effects,
 )
 from tests.integration.services import ServiceUrls
@@ -106,12 +106,7 @@ async def test_a_queued_flood_is_drained_in_bounded_memory_and_every_command_ans
         await read_results(settings.amqp_url, settings.import_result_queue, answers)
         _, peak = rss_mib(process.pid)
     finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
+        await stopped(process, watching)
 
     assert answers.codes == {0: FLOOD}, answers.codes
     assert (answers.answered, answers.duplicates, answers.foreign) == (FLOOD, 0, 0)

@@ -158,7 +158,7 @@ start_rabbitmq() {
   as_root rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null
   if ! as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     log "starting RabbitMQ"
-    as_root rabbitmq-server -detached
+    start_rabbitmq_node
   fi
   # await_startup can fail before the node has registered: retry in a bounded loop.
   local i
@@ -168,7 +168,23 @@ start_rabbitmq() {
     fi
     sleep 2
   done
-  log "RabbitMQ did not start"; return 1
+  log "RabbitMQ did not start; the end of its logs:"
+  as_root sh -c 'tail -n 25 /var/log/rabbitmq/startup_err /var/log/rabbitmq/rabbit@*.log' >&2 || true
+  return 1
+}
+
+# Debian's wrapper starts the node as root through `su`, whose pam_limits sets the open-files
+# soft limit back to 1024. A node recovering more durable queues than that (left by interrupted
+# runs, say) then never finishes booting. So the node is started as the rabbitmq user with
+# setpriv, keeping the hard limit (capped at 65536), as a systemd unit's LimitNOFILE would.
+start_rabbitmq_node() {
+  # shellcheck disable=SC2016 # expanded by the root shell
+  as_root sh -c 'limit=$(ulimit -Hn)
+    if [ "$limit" = unlimited ] || [ "$limit" -gt 65536 ]; then limit=65536; fi
+    ulimit -n "$limit"
+    cd /var/lib/rabbitmq
+    exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+      env HOME=/var/lib/rabbitmq /usr/sbin/rabbitmq-server -detached'
 }
 
 build_ferretdb() {

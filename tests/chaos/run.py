@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,13 +22,13 @@ from tests.chaos.generator import Message, Mix, Queue, setup, stream
 from tests.chaos.harness import (
     Collector,
     Publisher,
+    connected,
     declare_topology,
-    delete_topology,
     queued,
     until,
 )
 from tests.chaos.model import Model
-from tests.integration.conftest import worker_environment
+from tests.integration.conftest import delete_topology, worker_environment
 from tests.integration.proxy import TcpProxy, started_proxy, through
 from worker.runtime.topology import routes
 from worker.settings import Settings
@@ -41,7 +42,7 @@ WORKER: dict[str, Any] = {
     "retry_backoff_factor": 2.0,
     "batch_max_wait_ms": 20,
     "metrics_port": 0,
-    "log_level": "WARNING",
+    "log_level": os.environ.get("CHAOS_LOG_LEVEL", "WARNING"),
 }
 
 
@@ -166,7 +167,8 @@ async def run_chaos(
         for proxy in (database, broker):
             if proxy is not None:
                 await proxy.cut()
-        await delete_topology(chaos.amqp_url, chaos, events_queue)
+        async with await connected(chaos.amqp_url, "chaos cleanup") as connection:
+            await delete_topology(connection, chaos, also=[events_queue])
     report.findings = await _checked(chaos, model, copies, rig.collector)
     report.published, report.republished = rig.publisher.published, rig.publisher.republished
     report.kills, report.crashes = rig.worker.kills, rig.worker.crashes

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -181,6 +182,12 @@ class BatchConsumer:
             for delivery in settled:
                 await self._channel.basic_ack(delivery.delivery_tag)
         progress = len(carried) < len(self._carried) or bool(settled)
+        if carried:
+            reasons = dict(Counter(o.reason for o in outcomes if isinstance(o, Deferred)))
+            log.debug(
+                "commands carried to the next batch",
+                extra={"queue": self._route.queue, "carried": len(carried), "reasons": reasons},
+            )
         now = time.monotonic()
         self._carried_since = {
             d.delivery_tag: self._carried_since.get(d.delivery_tag, now) for d in carried

@@ -121,19 +121,33 @@ class MongoLedger:
 
     async def _take_over(self, holder: dict[str, Any], owner: str, now: datetime) -> bool:
         """Take a claim whose lease ended; of several contenders the one whose insert of the
-        takeover record succeeds wins."""
+        takeover record succeeds wins.
+
+        The record names its owner and lease, and the claim is updated after it: an owner
+        interrupted between the two (killed, cut off, cancelled) leaves a record that is the
+        claim's true holder. Its owner resumes from it; after its lease, the next takeover is
+        keyed by that lease, as it would be had the claim been updated."""
         lease_until = holder["lease_until"]
-        if lease_until.tzinfo is None:
-            lease_until = lease_until.replace(tzinfo=UTC)
-        if lease_until > now:
-            return False
-        takeover = f"{holder['_id']}@{int(lease_until.timestamp() * 1000)}"
-        try:
-            await self._takeovers.insert_one({"_id": takeover, "at": now})
-        except DuplicateKeyError:
-            return False
+        while True:
+            if _aware(lease_until) > now:
+                return False
+            takeover = f"{holder['_id']}@{int(_aware(lease_until).timestamp() * 1000)}"
+            fresh = {"_id": takeover, "owner": owner, "lease_until": now + self._lease, "at": now}
+            try:
+                await self._takeovers.insert_one(fresh)
+                lease_until = fresh["lease_until"]
+                break
+            except DuplicateKeyError:
+                record = await self._takeovers.find_one({"_id": takeover})
+            if record is None:  # swept just now: come back later
+                return False
+            # A record from before records named their owner and lease: its lease ended a
+            # lease after it was made.
+            lease_until = record.get("lease_until") or _aware(record["at"]) + self._lease
+            if record.get("owner") == owner:
+                break
         await self._claims.update_one(
-            {"_id": holder["_id"]}, {"$set": {"owner": owner, "lease_until": now + self._lease}}
+            {"_id": holder["_id"]}, {"$set": {"owner": owner, "lease_until": lease_until}}
         )
         return True
 
@@ -218,3 +232,8 @@ class MongoLedger:
             await self._takeovers.delete_many(old)
             result = await self._claims.delete_many(old)
         return result.deleted_count
+
+
+def _aware(moment: datetime) -> datetime:
+    """A datetime read back from a server without `tz_aware` is naive UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

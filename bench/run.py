@@ -38,9 +38,10 @@ from pymongo import AsyncMongoClient, UpdateOne
 from bench.mix import commands
 from bench.naive import naive_rate
 from bench.raw_broker import raw_broker
+from tests.integration.conftest import delete_topology as delete_queues_and_exchanges
 from worker.cli.common import load_catalog
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import declare, routes
+from worker.runtime.topology import declare
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -80,13 +81,8 @@ async def raw_database(settings: Settings, count: int) -> float:
 
 async def delete_topology(settings: Settings) -> None:
     """Remove the run's queues and exchanges, so repeated runs leave nothing behind."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for route in routes(settings):
-            for name in route.queue_names(settings.retry_max_attempts):
-                await channel.queue_delete(name)
-        await channel.exchange_delete(settings.events_exchange)
+    async with await aio_pika.connect(settings.amqp_url) as connection:
+        await delete_queues_and_exchanges(connection, settings)
 
 
 async def profiled(pid: int) -> asyncio.subprocess.Process | None:

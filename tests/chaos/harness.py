@@ -21,7 +21,7 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from tests.chaos.generator import Message, Queue
-from worker.runtime.topology import declare, routes
+from worker.runtime.topology import declare
 from worker.settings import Settings
 
 ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
@@ -181,22 +181,6 @@ async def declare_topology(url: str, settings: Settings, events_queue: str) -> N
         await declare(channel, settings)
         queue = await channel.declare_queue(events_queue, durable=True)
         await queue.bind(settings.events_exchange, routing_key="#")
-
-
-async def delete_topology(url: str, settings: Settings, events_queue: str) -> None:
-    names = [
-        n for route in routes(settings) for n in route.queue_names(settings.retry_max_attempts)
-    ]
-    connection = await connected(url, "chaos cleanup")
-    async with connection:
-        for name in [*names, events_queue]:
-            channel = await connection.channel()
-            with contextlib.suppress(*ERRORS):
-                await channel.queue_delete(name)
-        for exchange in (settings.events_exchange, settings.dead_letter_exchange):
-            channel = await connection.channel()
-            with contextlib.suppress(*ERRORS):
-                await channel.exchange_delete(exchange)
 
 
 async def queued(url: str, names: Sequence[str]) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aio_pika
@@ -15,6 +15,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from bson import ObjectId
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from tests.integration.services import ServiceUrls, service_urls
 from worker.domain.shared.catalog import CatalogFile
@@ -107,8 +108,10 @@ def services() -> Iterator[ServiceUrls]:
 
 
 @pytest.fixture
-def settings(services: ServiceUrls) -> Settings:
-    return isolated_settings(
+async def settings(services: ServiceUrls) -> AsyncIterator[Settings]:
+    """The test's own names; its queues, exchanges and database are removed after it, whoever
+    made them (the test, an in-process worker or a `profile-worker` process)."""
+    settings = isolated_settings(
         services.amqp_url,
         services.mongodb_url,
         "test",
@@ -118,6 +121,8 @@ def settings(services: ServiceUrls) -> Settings:
         catalog_cache_seconds=0,
         shutdown_grace_seconds=10,
     )
+    yield settings
+    await removed(settings)
 
 
 def isolated_settings(amqp_url: str, mongodb_url: str, label: str, **overrides: Any) -> Settings:
@@ -146,7 +151,6 @@ async def store(settings: Settings) -> AsyncIterator[MongoStore]:
     store = MongoStore.from_settings(settings)
     await store.catalog.apply(CATALOG)
     yield store
-    await store.drop(settings.mongodb_database)
     await store.close()
 
 
@@ -160,25 +164,48 @@ async def mongo(settings: Settings) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    """A channel for the test's own looks at queues; deletes the test's topology after."""
+    """A channel for the test's own looks at queues."""
     connection = await aio_pika.connect(settings.amqp_url)
     channel = await connection.channel()
     yield channel
-    await delete_topology(connection, settings)
     await connection.close()
 
 
-async def delete_topology(connection: aio_pika.abc.AbstractConnection, settings: Settings) -> None:
-    """The queues and exchanges named by a run's own settings (a test, a fuzzing or flood
-    run), so that runs sharing a broker leave nothing behind."""
-    cleanup = await connection.channel()
-    for route in routes(settings):
-        for name in route.queue_names(settings.retry_max_attempts):
-            with contextlib.suppress(Exception):
-                await cleanup.queue_delete(name)
-    for exchange in (settings.events_exchange, settings.dead_letter_exchange):
-        with contextlib.suppress(Exception):
-            await cleanup.exchange_delete(exchange)
+async def removed(settings: Settings) -> None:
+    """Delete the topology and drop the database of a test's settings; a service that is
+    down (an outage test gone wrong) leaves them, and the test's own failure says why."""
+    with contextlib.suppress(aio_pika.exceptions.AMQPError, OSError):
+        connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+        async with connection:
+            await delete_topology(connection, settings)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_url, serverSelectionTimeoutMS=5_000
+    )
+    with contextlib.suppress(PyMongoError):
+        await client.drop_database(settings.mongodb_database)
+    await client.close()
+
+
+async def delete_topology(
+    connection: aio_pika.abc.AbstractConnection, settings: Settings, also: Sequence[str] = ()
+) -> None:
+    """The queues named by a run's own settings and `also`, and its exchanges, so that runs
+    sharing a broker (tests, fuzzing, floods, chaos) leave nothing behind. A refused delete
+    closes its channel: the next one gets a new channel."""
+    queues = [
+        n for route in routes(settings) for n in route.queue_names(settings.retry_max_attempts)
+    ]
+    exchanges = [settings.events_exchange, settings.dead_letter_exchange]
+    channel = await connection.channel()
+    for name, is_queue in [
+        *((q, True) for q in [*queues, *also]),
+        *((x, False) for x in exchanges),
+    ]:
+        try:
+            await (channel.queue_delete(name) if is_queue else channel.exchange_delete(name))
+        except aio_pika.exceptions.AMQPError:
+            if channel.is_closed:
+                channel = await connection.channel()
 
 
 StartWorker = Callable[..., Awaitable[tuple[Worker, asyncio.Event, asyncio.Task[None]]]]

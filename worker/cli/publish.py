@@ -11,25 +11,20 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from worker.backfill.source import Format, Shaping, read_lines
 from worker.cli.common import app, console, load_settings
 from worker.cli.failures import CommandFailed, ExitCode
 from worker.settings import Settings
 
 
 def read_commands(path: Path) -> list[tuple[str | None, dict[str, Any]]]:
-    """JSON lines: a command each, with an optional `_message_id` for the AMQP property."""
+    """JSON lines: a command each, with an optional `_message_id` for the AMQP property; the
+    first line that is not a command ends the run, naming it."""
     commands = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            body = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            text = f"{path}:{number}: not JSON: {exc}"
-            raise CommandFailed(text, ExitCode.INVALID_INPUT) from exc
-        if not isinstance(body, dict):
-            raise CommandFailed(f"{path}:{number}: not a JSON object", ExitCode.INVALID_INPUT)
-        commands.append((body.pop("_message_id", None), body))
+    for line in read_lines(path, Format.jsonl, Shaping()):
+        if line.body is None:
+            raise CommandFailed(f"{path}:{line.number}: {line.problem}", ExitCode.INVALID_INPUT)
+        commands.append((line.message_id, line.body))
     return commands
 
 

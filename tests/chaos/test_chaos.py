@@ -8,6 +8,7 @@ never with other contents.
 
 `CHAOS_SEED` picks another seed; `CHAOS_BROKER=proxy` cuts only this test's broker
 connections instead of restarting RabbitMQ (which every other test on that broker would feel).
+`CHAOS_LOG_LEVEL=DEBUG` makes its worker log (in the test's tmp_path) say why commands wait.
 `bench/chaos.py` runs the same at scale, by hand.
 """
 

@@ -91,3 +91,17 @@ async def test_after_the_cut_off_owner_s_lease_exactly_one_other_takes_the_comma
 
     assert sorted(type(claim["c1"]).__name__ for claim in claims) == ["Busy", "Yours"]
     assert await first.ledger.claim(["c1"], "first") == claims[0], "and it stays so"
+
+
+async def test_the_cut_off_owner_back_after_its_lease_takes_the_command_anew(
+    owner: Owner,
+) -> None:
+    cut = await cut_off_taking_over(owner, "c1")
+    await asyncio.sleep(LEASE_SECONDS * 1.5)
+
+    assert await cut.ledger.claim(["c1"], "cut") == {"c1": Yours()}, "nobody took it meanwhile"
+    other = await owner()
+    assert await other.ledger.claim(["c1"], "other") == {"c1": Busy()}, "with a fresh lease"
+    await asyncio.sleep(LEASE_SECONDS * 1.5)
+    assert await other.ledger.claim(["c1"], "other") == {"c1": Yours()}, "which ends in turn"
+    assert await cut.ledger.claim(["c1"], "cut") == {"c1": Busy()}

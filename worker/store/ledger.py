@@ -125,29 +125,30 @@ class MongoLedger:
 
         The record names its owner and lease, and the claim is updated after it: an owner
         interrupted between the two (killed, cut off, cancelled) leaves a record that is the
-        claim's true holder. Its owner resumes from it; after its lease, the next takeover is
-        keyed by that lease, as it would be had the claim been updated."""
-        lease_until = holder["lease_until"]
-        while True:
-            if _aware(lease_until) > now:
-                return False
-            takeover = f"{holder['_id']}@{int(_aware(lease_until).timestamp() * 1000)}"
-            fresh = {"_id": takeover, "owner": owner, "lease_until": now + self._lease, "at": now}
+        claim's true holder. Its owner resumes from it within its lease; after that lease, the
+        next takeover is keyed by it, as it would be had the claim been updated."""
+        lease_until = _aware(holder["lease_until"])
+        while lease_until <= now:
+            takeover = f"{holder['_id']}@{int(lease_until.timestamp() * 1000)}"
+            fresh_lease = now + self._lease
+            fresh = {"_id": takeover, "owner": owner, "lease_until": fresh_lease, "at": now}
             try:
                 await self._takeovers.insert_one(fresh)
-                lease_until = fresh["lease_until"]
-                break
+                return await self._hold(holder["_id"], owner, fresh_lease)
             except DuplicateKeyError:
                 record = await self._takeovers.find_one({"_id": takeover})
             if record is None:  # swept just now: come back later
                 return False
             # A record from before records named their owner and lease: its lease ended a
             # lease after it was made.
-            lease_until = record.get("lease_until") or _aware(record["at"]) + self._lease
-            if record.get("owner") == owner:
-                break
+            lease_until = _aware(record.get("lease_until") or _aware(record["at"]) + self._lease)
+            if record.get("owner") == owner and lease_until > now:
+                return await self._hold(holder["_id"], owner, lease_until)
+        return False
+
+    async def _hold(self, command_id: str, owner: str, lease_until: datetime) -> bool:
         await self._claims.update_one(
-            {"_id": holder["_id"]}, {"$set": {"owner": owner, "lease_until": lease_until}}
+            {"_id": command_id}, {"$set": {"owner": owner, "lease_until": lease_until}}
         )
         return True
 

@@ -13,11 +13,8 @@ import aiormq
 import orjson
 import yaml
 from pydantic import ValidationError
-from pymongo.errors import ConfigurationError as MongoConfigurationError
-from pymongo.errors import ConnectionFailure, OperationFailure
 
 from worker.errors import BrokerUnavailable, ConfigurationError, StoreUnavailable
-from worker.store.errors import first_clause
 
 
 class ExitCode(enum.IntEnum):
@@ -51,29 +48,19 @@ def explain(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line that an exception means to an operator."""
     if isinstance(exc, CommandFailed):
         return exc.code, exc.text
-    if isinstance(exc, OperationFailure) and exc.code in AUTHENTICATION_CODES:
-        return ExitCode.CONFIGURATION, f"the database refused the credentials: {exc}"
     for kinds, code, describe in MEANINGS:
         if isinstance(exc, kinds):
             return code, describe(exc)
     return ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc} (--debug shows more)"
 
 
-AUTHENTICATION_CODES = (13, 18)
-"""MongoDB's Unauthorized and AuthenticationFailed."""
-
 Kinds = type[BaseException] | tuple[type[BaseException], ...]
 MEANINGS: tuple[tuple[Kinds, ExitCode, Callable[[Any], str]], ...] = (
-    ((ConfigurationError, MongoConfigurationError), ExitCode.CONFIGURATION, str),
+    (ConfigurationError, ExitCode.CONFIGURATION, str),
     (
         aiormq.exceptions.ChannelAccessRefused,
         ExitCode.CONFIGURATION,
         lambda exc: f"the broker refused access: {exc}",
-    ),
-    (
-        ConnectionFailure,
-        ExitCode.UNAVAILABLE,
-        lambda exc: f"database unavailable: {first_clause(exc)}",
     ),
     ((BrokerUnavailable, StoreUnavailable), ExitCode.UNAVAILABLE, str),
     (

@@ -1,24 +1,64 @@
-"""Driver exceptions become the worker's own at this edge."""
+"""Driver exceptions become the worker's own at this edge.
+
+Lost connections and timeouts are transient (`StoreUnavailable`); a wrong URL, option or
+credential is a `ConfigurationError` that retrying cannot help; everything else stays
+unexpected. Above the store, nothing needs to know PyMongo's exception tree.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
-from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+)
+from pymongo.errors import ConfigurationError as DriverConfigurationError
 
-from worker.errors import StoreUnavailable
+from worker.errors import ConfigurationError, StoreUnavailable, WorkerError
 
 DUPLICATE_KEY = 11000
+AUTHENTICATION_CODES = (13, 18)
+"""MongoDB's Unauthorized and AuthenticationFailed."""
 
 
 @asynccontextmanager
 async def translated() -> AsyncIterator[None]:
-    """Lost connections and timeouts are transient; everything else stays unexpected."""
+    """Driver exceptions in the block are raised as the worker's own (see `worker_error`)."""
     try:
         yield
-    except (ConnectionFailure, ExecutionTimeout) as exc:
-        raise StoreUnavailable(f"database unavailable: {first_clause(exc)}") from exc
+    except PyMongoError as exc:
+        error = worker_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+@contextmanager
+def translated_now() -> Iterator[None]:
+    """`translated` for synchronous driver calls (creating a client parses its URL)."""
+    try:
+        yield
+    except PyMongoError as exc:
+        error = worker_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def worker_error(exc: PyMongoError) -> WorkerError | None:
+    """The worker's exception for a driver exception, or None if it is unexpected."""
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout):
+        return StoreUnavailable(f"database unavailable: {first_clause(exc)}")
+    if isinstance(exc, OperationFailure) and exc.code in AUTHENTICATION_CODES:
+        return ConfigurationError(f"the database refused the credentials: {exc}")
+    if isinstance(exc, DriverConfigurationError):
+        return ConfigurationError(str(exc))
+    return None
 
 
 def first_clause(exc: BaseException) -> str:

@@ -28,28 +28,13 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.markers import marker_of, removed_from
+from worker.store.markers import Target, marker_of, removed_from
 from worker.store.server import ServerTraits
 
 CLAIMS = "inbox"
 ANSWERS = "inbox_answers"
 DONE = "inbox_done"
 TAKEOVERS = "inbox_takeovers"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The document a decided write changes: which collection, which `_id`, and whether the
-    write removes it (then it landed once the document is gone)."""
-
-    collection: str
-    document_id: str | int
-    removes: bool = False
-
-    def stored_id(self) -> Any:
-        if self.collection == "profiles":
-            return ObjectId(str(self.document_id))
-        return self.document_id
 
 
 @dataclass(frozen=True)
@@ -163,13 +148,13 @@ class MongoLedger:
 
     async def _landed(self, command_id: str, target: Target) -> bool:
         document = await self._db[target.collection].find_one(
-            {"_id": target.stored_id()}, {"_applied": 1}
+            {"_id": _stored_id(target)}, {"_applied": 1}
         )
         if target.removes:
             return document is None
         if document is None:  # removed since, perhaps by a later command: were we there?
             document = await self._db[removed_from(target.collection)].find_one(
-                {"_id": target.stored_id()}, {"_applied": 1}
+                {"_id": _stored_id(target)}, {"_applied": 1}
             )
         return document is not None and marker_of(command_id) in (document.get("_applied") or {})
 
@@ -233,6 +218,13 @@ class MongoLedger:
             await self._takeovers.delete_many(old)
             result = await self._claims.delete_many(old)
         return result.deleted_count
+
+
+def _stored_id(target: Target) -> Any:
+    """The target's `_id` as MongoDB keeps it: profiles are keyed by ObjectId."""
+    if target.collection == "profiles":
+        return ObjectId(str(target.document_id))
+    return target.document_id
 
 
 def _aware(moment: datetime) -> datetime:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from worker.domain.shared.identity import short_hash
 from worker.domain.shared.ports import WriteStatus
@@ -21,6 +21,21 @@ from worker.domain.shared.relations import Relation, RelationWrite
 
 MAX_MARKERS = 16
 """Markers kept per document; they matter only until the ledger says done."""
+
+Collection = Literal["profiles", "relations"]
+"""The collections whose documents carry markers."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The document a decided write changes: which collection, which `_id` (as the domain
+    names it), and whether the write removes it (then it landed once the document is gone).
+    Both ledgers keep it with the written-ahead answer; each store maps `document_id` to its
+    own key."""
+
+    collection: Collection
+    document_id: str | int
+    removes: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,21 @@ import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from worker.contract.common import ResultModel
 from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.domain.shared.profiles import Profile
 from worker.domain.shared.relations import Relation
-from worker.store.markers import Stamp, marker_of, marker_time, removed_from, stamp_of
+from worker.store.markers import (
+    Stamp,
+    Target,
+    marker_of,
+    marker_time,
+    removed_from,
+    stamp_of,
+)
 
 Clock = Callable[[], datetime]
 
@@ -39,15 +46,6 @@ class Document:
 
     def stamp(self) -> Stamp:
         return Stamp(self.version, dict(self.markers))
-
-
-@dataclass(frozen=True)
-class Target:
-    """The document a decided write changes (see `worker.store.ledger.Target`)."""
-
-    collection: Literal["profiles", "relations"]
-    document_id: str | int
-    removes: bool = False
 
 
 @dataclass

@@ -10,12 +10,11 @@ from typing import Any
 
 from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite
-from worker.store.markers import marker_of, marker_time
+from worker.store.markers import Target, marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
     Document,
     MemoryLedger,
-    Target,
     markers_after,
     read_stamped,
     still_as_read,

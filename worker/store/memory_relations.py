@@ -9,12 +9,11 @@ from datetime import datetime
 
 from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import INT64, Relation, RelationWrite
-from worker.store.markers import marker_of, marker_time
+from worker.store.markers import Target, marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
     Document,
     MemoryLedger,
-    Target,
     markers_after,
     read_stamped,
     still_as_read,

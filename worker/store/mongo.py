@@ -11,7 +11,7 @@ from worker.domain.shared.catalog_cache import CachedCatalog
 from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.catalog import CatalogRepository
-from worker.store.errors import translated
+from worker.store.errors import translated, translated_now
 from worker.store.ledger import MongoLedger
 from worker.store.profiles import ProfileRepository
 from worker.store.relations import RelationRepository
@@ -40,15 +40,16 @@ class MongoStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongodb_url,
-            tz_aware=True,
-            tzinfo=UTC,
-            appname=settings.connection_name,
-            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-            connectTimeoutMS=settings.mongodb_timeout_ms,
-            socketTimeoutMS=settings.mongodb_timeout_ms * 6,
-        )
+        with translated_now():  # a URL or option the driver refuses: a ConfigurationError
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                settings.mongodb_url,
+                tz_aware=True,
+                tzinfo=UTC,
+                appname=settings.connection_name,
+                serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+                connectTimeoutMS=settings.mongodb_timeout_ms,
+                socketTimeoutMS=settings.mongodb_timeout_ms * 6,
+            )
         return cls(
             client,
             settings.mongodb_database,

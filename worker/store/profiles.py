@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, UpdateOne
@@ -22,9 +22,10 @@ from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import Profile, ProfileWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.ledger import MongoLedger, Target, WriteAhead
+from worker.store.ledger import MongoLedger, WriteAhead
 from worker.store.markers import (
     Stamp,
+    Target,
     landing,
     marker_of,
     marker_time,
@@ -34,7 +35,7 @@ from worker.store.markers import (
 from worker.store.revisions import Revisions
 from worker.store.server import ServerTraits
 
-PROFILES = "profiles"
+PROFILES: Final = "profiles"
 CLAIMS = "profile_keys"
 REVISIONS = "profile_revisions"
 

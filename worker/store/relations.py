@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,9 +23,10 @@ from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import Relation, RelationWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.ledger import MongoLedger, Target, WriteAhead
+from worker.store.ledger import MongoLedger, WriteAhead
 from worker.store.markers import (
     Stamp,
+    Target,
     landing,
     marker_of,
     marker_time,
@@ -36,7 +37,7 @@ from worker.store.markers import (
 from worker.store.revisions import Revisions
 from worker.store.server import ServerTraits
 
-RELATIONS = "relations"
+RELATIONS: Final = "relations"
 CLAIMS = "relation_keys"
 REVISIONS = "relation_revisions"
 REMOVED = removed_from(RELATIONS)

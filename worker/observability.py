@@ -76,3 +76,39 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # It logs each failed connect as an error; the worker's own reconnect warning says the same.
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+
+
+PARTITIONS_OWNED = Gauge(
+    "profile_worker_partitions_owned",
+    "Partitions of a command queue this process consumes now (the broker keeps one consumer "
+    "on each).",
+    ["queue"],
+)
+PARTITION_HANDOFFS = Counter(
+    "profile_worker_partition_handoffs_total",
+    "Partitions this process took (a free one, or one handed over) or released (to balance, "
+    "or when stopping).",
+    ["queue", "change"],
+)
+REBALANCE_SECONDS = Histogram(
+    "profile_worker_rebalance_seconds",
+    "From a change in the number of live processes seen by this process to its share held "
+    "and no partition left without a consumer.",
+    ["queue"],
+    buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
+)
+ROUTED = Counter(
+    "profile_worker_routed_total",
+    "Commands the routing stage of this process moved from a command queue to its partitions.",
+    ["queue"],
+)
+ROUTING_BACKLOG = Gauge(
+    "profile_worker_routing_backlog",
+    "Commands ready in a command queue, waiting for the routing stage (as last seen).",
+    ["queue"],
+)
+PARTITION_BACKLOG = Gauge(
+    "profile_worker_partition_backlog",
+    "Commands ready in a command queue's partitions, summed (as last seen).",
+    ["queue"],
+)

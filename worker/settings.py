@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     dead_letter_exchange: str = "profile_worker.dead_letter"
     queue_type: Literal["classic", "quorum"] = "classic"
 
+    partitions: int = Field(1, ge=1, le=1_024)
+    """P, the partitions of each command queue (SPEC §9): commands are spread over them by
+    order key and each is consumed by one process at a time. 1, the default, has no routing
+    hop: the command queue itself is consumed by one process while the others stand by, so any
+    number of processes is safe. Changing it for a running deployment is a migration (README)."""
+    partition_poll_seconds: float = Field(1.0, gt=0)
+    """How often a process counts the live processes and looks at every partition, to take
+    over one nobody consumes or to hand one over to a process that joined."""
     prefetch_count: int = Field(512, ge=1, le=65_535)
     batch_max_size: int = Field(256, ge=1)
     batch_max_wait_ms: int = Field(20, ge=0)

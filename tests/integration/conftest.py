@@ -21,7 +21,7 @@ from tests.integration.services import ServiceUrls, service_urls
 from worker.domain.shared.catalog import CatalogFile
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
-from worker.runtime.topology import declare, routes
+from worker.runtime.topology import declare, topology_names
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
@@ -192,10 +192,7 @@ async def delete_topology(
     """The queues named by a run's own settings and `also`, and its exchanges, so that runs
     sharing a broker (tests, fuzzing, floods, chaos) leave nothing behind. A refused delete
     closes its channel: the next one gets a new channel."""
-    queues = [
-        n for route in routes(settings) for n in route.queue_names(settings.retry_max_attempts)
-    ]
-    exchanges = [settings.events_exchange, settings.dead_letter_exchange]
+    queues, exchanges = topology_names(settings)
     channel = await connection.channel()
     for name, is_queue in [
         *((q, True) for q in [*queues, *also]),

@@ -284,6 +284,8 @@ async def test_readiness_follows_the_database(settings: Settings, env: dict[str,
             "broker_connected": True,
             "consumers_running": True,
             "database_reachable": False,
+            "partitions": {settings.import_queue: [0], settings.relations_queue: [0]},
+            "routing": [],
         }
         assert "profile_worker_store_up 0.0" in http_get(port, "/metrics")[1]
         assert http_get(port, "/healthz")[0] == 200, "alive all along: an outage is not a crash"

@@ -86,11 +86,17 @@ def test_endpoints_answer_over_http(served: tuple[Health, int]) -> None:
         "broker_connected": False,
         "consumers_running": False,
         "database_reachable": False,
+        "partitions": {},
+        "routing": [],
     }
     health.consumers_expected = 3
     health.broker(True, consumers=3)
     health.store(True)
-    assert get(port, "/readyz")[0] == 200
+    health.partitions, health.routing = {"database_import": [0, 3]}, ["database_import"]
+    status, body = get(port, "/readyz")
+    assert status == 200, "a process that holds partitions (or none) is ready"
+    assert orjson.loads(body)["partitions"] == {"database_import": [0, 3]}
+    assert orjson.loads(body)["routing"] == ["database_import"]
     status, metrics = get(port, "/metrics")
     assert status == 200
     assert b"profile_worker_store_up 1.0" in metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -11,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import aiormq
 from aio_pika.exceptions import AMQPException
+from aiormq.abc import AbstractChannel as RawChannel
 
 from worker.domain.imports.processor import ImportProcessor
+from worker.domain.order import CommandKind
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
 from worker.errors import BrokerUnavailable, StoreUnavailable
@@ -20,8 +23,10 @@ from worker.runtime.connection import connect, refused_access
 from worker.runtime.consumer import BatchConsumer, Processor
 from worker.runtime.frames import install as install_lenient_frames
 from worker.runtime.health import Health
+from worker.runtime.ownership import Family, Ownership, Runner
 from worker.runtime.publisher import Publisher
-from worker.runtime.topology import Route, declare
+from worker.runtime.router import RoutingStage
+from worker.runtime.topology import Route, command_routes, declare, partitions_of, routes
 from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
@@ -46,14 +51,22 @@ class Worker:
         self._store = store
         self.health = health or Health()
         self.ready = asyncio.Event()
-        self._consumers: list[BatchConsumer] = []
+        self._queries_consumer: BatchConsumer | None = None
+        self._ownership: Ownership | None = None
         self._acked_before_shutdown = 0
         self._owner = uuid.uuid4().hex
         """This process in the command ledger, the same in every broker session."""
 
     def in_flight(self) -> dict[str, int]:
-        """Messages delivered and not yet acked, by queue."""
-        return {consumer.queue: consumer.in_flight for consumer in self._consumers}
+        """Messages delivered and not yet acked, by command (or query) queue."""
+        in_flight = {route.queue: 0 for route in routes(self._settings)}
+        for runner in self._runners():
+            in_flight[runner.queue] += runner.in_flight
+        return in_flight
+
+    def _runners(self) -> list[Runner]:
+        runners: list[Runner] = [self._queries_consumer] if self._queries_consumer else []
+        return runners + (self._ownership.runners() if self._ownership else [])
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until `stopping`; a `ConfigurationError` ends it, transient failures do not.
@@ -88,7 +101,8 @@ class Worker:
         )
 
     def _acked(self) -> int:
-        return sum(consumer.acked for consumer in self._consumers)
+        retired = self._ownership.retired_acked if self._ownership else 0
+        return retired + sum(runner.acked for runner in self._runners())
 
     async def _consume(self, stopping: asyncio.Event) -> None:
         """Broker sessions one after another, with backoff between them."""
@@ -126,39 +140,37 @@ class Worker:
                 delay = min(delay * 2, self._settings.reconnect_max_delay_seconds)
 
     async def _session(self, stopping: asyncio.Event) -> None:
-        """One broker connection: declare, consume until stopping or the connection is lost."""
+        """One broker connection: declare, consume until stopping or the connection is lost.
+
+        Queries are consumed beside every other process; the partitions of the command
+        queues (and their routing stages) are taken and handed over by `Ownership`."""
         settings = self._settings
         connection = await connect(settings.amqp_url, settings.connection_name)
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         halt = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
-        routes = self._routes()
-        self._consumers = []
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
             await declare(publish_channel, settings)
             publisher = Publisher(await publish_channel.get_underlay_channel())
-            for route, processor, max_wait_ms in routes:
-                channel = await connection.channel(publisher_confirms=False)
-                await channel.set_qos(prefetch_count=settings.prefetch_count)
-                consumer = BatchConsumer(
-                    await channel.get_underlay_channel(),
-                    route,
-                    processor,
-                    publisher,
-                    self._store,
-                    settings,
-                    self.health,
-                    max_wait_ms=max_wait_ms,
-                )
-                self._consumers.append(consumer)
-                tasks.append(asyncio.create_task(consumer.run(halt)))
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=settings.prefetch_count)
+            queries = self._queries(await channel.get_underlay_channel(), publisher)
+            self._ownership = Ownership(
+                connection, self._families(publisher), settings, self.health
+            )
+            tasks += [
+                asyncio.create_task(queries.run(halt)),
+                asyncio.create_task(self._ownership.run(halt)),
+            ]
+            self._queries_consumer = queries
+            await _first_of((stopping, lost, self._ownership.settled), tasks)
             self.health.consumers_expected = len(tasks)
             self.health.broker(True, consumers=len(tasks))
             self.ready.set()
-            log.info("ready", extra={"queues": [route.queue for route, *_ in routes]})
-            await _first_of((stopping, lost), tasks)  # stopping, connection lost, consumer ended
+            log.info("ready", extra={"partitions": self.health.partitions})
+            await _first_of((stopping, lost), tasks)  # stopping, connection lost, a task ended
             self.health.broker(not lost.is_set(), consumers=0)
             halt.set()
             if lost.is_set():
@@ -175,27 +187,51 @@ class Worker:
             if not connection.is_closed:
                 await connection.close()
 
-    def _routes(self) -> list[tuple[Route, Processor, int | None]]:
-        """Each consumed queue, the processor of its commands, and its batching wait."""
+    def _queries(self, channel: RawChannel, publisher: Publisher) -> BatchConsumer:
+        settings = self._settings
+        route = Route(settings.relations_query_queue, None)
+        processor = QueryProcessor(self._store.ports(), settings.max_message_bytes)
+        return BatchConsumer(
+            channel,
+            route,
+            processor,
+            publisher,
+            self._store,
+            settings,
+            self.health,
+            max_wait_ms=settings.query_batch_max_wait_ms,
+        )
+
+    def _families(self, publisher: Publisher) -> list[Family]:
+        """Each command queue's partitions, the processor of its commands and its router."""
         settings, stores = self._settings, self._store.ports()
         limit = settings.max_message_bytes
-        return [
-            (
-                Route(settings.import_queue, settings.import_result_queue),
-                ImportProcessor(stores, _now, limit, self._owner),
-                None,
-            ),
-            (
-                Route(settings.relations_queue, settings.relations_result_queue),
-                RelationProcessor(stores, _now, limit, self._owner),
-                None,
-            ),
-            (
-                Route(settings.relations_query_queue, None),
-                QueryProcessor(stores, limit),
-                settings.query_batch_max_wait_ms,
-            ),
+        imports, relations = command_routes(settings)
+        processors: list[tuple[Route, CommandKind, Processor]] = [
+            (imports, "imports", ImportProcessor(stores, _now, limit, self._owner)),
+            (relations, "relations", RelationProcessor(stores, _now, limit, self._owner)),
         ]
+        families = []
+        for route, kind, processor in processors:
+            partitions = partitions_of(settings, route)
+            consumer = functools.partial(
+                BatchConsumer,
+                route=route,
+                processor=processor,
+                publisher=publisher,
+                store=self._store,
+                settings=settings,
+                health=self.health,
+            )
+            router = functools.partial(
+                RoutingStage,
+                partitions=partitions,
+                kind=kind,
+                publisher=publisher,
+                settings=settings,
+            )
+            families.append(Family(partitions, consumer, router if partitions.routed else None))
+        return families
 
     async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
         """Let the batches in hand finish within the grace period, then cancel them."""

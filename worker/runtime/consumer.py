@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.abc import AbstractChannel
 
 from worker.contract.common import ResultModel
 from worker.domain.envelope import Deferred, Envelope, Failed, GaveUp, Outcome
@@ -33,6 +33,7 @@ from worker.runtime.delivery import Delivery
 from worker.runtime.health import Health
 from worker.runtime.publisher import Publisher
 from worker.runtime.replies import Replies
+from worker.runtime.subscription import Subscription, gather, subscribe
 from worker.runtime.topology import Route
 from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
@@ -77,9 +78,8 @@ class BatchConsumer:
         self._settings = settings
         self._health = health
         self._max_wait_ms = settings.batch_max_wait_ms if max_wait_ms is None else max_wait_ms
-        self.in_flight = 0
-        """Messages delivered and not yet acked: buffered, carried, or in the batch in hand."""
         self.acked = 0
+        self._subscription: Subscription | None = None
         self._carried: list[Delivery] = []
         self._carried_since: dict[int, float] = {}
         self._carry_delay = CARRY_DELAY_SECONDS[0]
@@ -88,55 +88,33 @@ class BatchConsumer:
     def queue(self) -> str:
         return self._route.queue
 
-    async def run(self, halt: asyncio.Event) -> None:
-        """Consume until `halt` is set; the batch in hand is always finished first."""
-        buffer: asyncio.Queue[Delivery] = asyncio.Queue()
+    @property
+    def in_flight(self) -> int:
+        """Messages delivered and not yet acked: buffered, carried, or in the batch in hand."""
+        return self._subscription.received - self.acked if self._subscription else 0
 
-        async def received(message: DeliveredMessage) -> None:
-            self.in_flight += 1
-            buffer.put_nowait(Delivery.of(message))
+    async def run(self, halt: asyncio.Event, subscription: Subscription | None = None) -> None:
+        """Consume until `halt` is set; the batch in hand is always finished first.
 
-        consuming = await self._channel.basic_consume(self._route.queue, received, no_ack=False)
+        Without `subscription` it consumes its queue beside other consumers and cancels when
+        halted. With one (an exclusive consumer, see `ownership.py`) it never cancels: its
+        owner closes the channel, so the deliveries it did not ack are back in the queue, in
+        order, before another process may consume it."""
+        shared = subscription is None
+        self._subscription = subscription or await subscribe(self._channel, self._route.queue)
+        buffer = self._subscription.buffer
         try:
             while not halt.is_set():
                 room = max(1, self._settings.batch_max_size - len(self._carried))
-                batch = [*self._carried, *await self._gather(buffer, halt, room)]
+                idle = self._carry_delay if self._carried else None
+                fresh = await gather(buffer, halt, room, self._max_wait_ms, idle)
+                batch = [*self._carried, *fresh]
                 if batch and not halt.is_set():
                     await self._handle(batch, halt)
         finally:
-            if not self._channel.is_closed and consuming.consumer_tag:
-                await self._channel.basic_cancel(consuming.consumer_tag)
-
-    async def _gather(
-        self, buffer: asyncio.Queue[Delivery], halt: asyncio.Event, room: int
-    ) -> list[Delivery]:
-        """Up to `room` new deliveries; none if halted, or if carried commands waited long
-        enough for company."""
-        first = asyncio.ensure_future(buffer.get())
-        halted = asyncio.ensure_future(halt.wait())
-        idle = self._carry_delay if self._carried else None
-        try:
-            await asyncio.wait({first, halted}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when the session ends and cancels this consumer: no task left pending
-            halted.cancel()
-            if not first.done():
-                first.cancel()
-        if not first.done() or first.cancelled():
-            return []
-        batch = [first.result()]
-        deadline = time.monotonic() + self._max_wait_ms / 1000
-        while len(batch) < room:
-            if not buffer.empty():
-                batch.append(buffer.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(buffer.get(), remaining))
-            except TimeoutError:
-                break
-        return batch
+            tag = self._subscription.consumer_tag
+            if shared and not self._channel.is_closed and tag:
+                await self._channel.basic_cancel(tag)
 
     async def _handle(self, batch: list[Delivery], halt: asyncio.Event) -> None:
         started = time.monotonic()
@@ -148,9 +126,7 @@ class BatchConsumer:
         await self._publisher.publish(self._replies.messages(batch, envelopes, outcomes))
         if await self._while_store_up(lambda: self._processor.complete(outcomes), halt) is None:
             return
-        settled = await self._ack(batch, outcomes)
-        self.in_flight -= settled
-        self.acked += settled
+        self.acked += await self._ack(batch, outcomes)
         self._replies.count(envelopes, outcomes)
         BATCH_SIZE.labels(self._route.queue).observe(len(batch))
         BATCH_SECONDS.labels(self._route.queue).observe(time.monotonic() - started)

@@ -49,7 +49,7 @@ def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
                 alive = health.alive()
                 self._json(200 if alive else 503, {"alive": alive})
             elif path == READY_PATH:
-                self._json(200 if health.ready() else 503, health.checks())
+                self._json(200 if health.ready() else 503, health.report())
             else:
                 self._json(404, {"paths": [HEALTH_PATH, READY_PATH, METRICS_PATH]})
 

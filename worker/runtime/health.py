@@ -23,6 +23,10 @@ class Health:
     consumers_running: int = 0
     store_reachable: bool = False
     heartbeat: float = field(default_factory=time.monotonic)
+    partitions: dict[str, list[int]] = field(default_factory=dict)
+    """The partitions this process consumes, by command queue (none: it stands by)."""
+    routing: list[str] = field(default_factory=list)
+    """The command queues whose routing stage runs in this process."""
 
     def store(self, reachable: bool) -> None:
         self.store_reachable = reachable
@@ -50,3 +54,8 @@ class Health:
 
     def ready(self) -> bool:
         return all(self.checks().values())
+
+    def report(self) -> dict[str, Any]:
+        """/readyz's body: each condition, and what this process holds. A process holding no
+        partition stands by, ready to take one over: it is ready all the same."""
+        return {**self.checks(), "partitions": self.partitions, "routing": self.routing}

@@ -50,16 +50,12 @@ class Replies:
 
     def envelope(self, delivery: Delivery) -> Envelope:
         """The command as the domain sees it; the producer's user survives a republish."""
-        headers = delivery.headers
-        user_id = delivery.user_id
-        if user_id == self._settings.broker_user and ORIGINAL_USER_HEADER in headers:
-            user_id = str(headers[ORIGINAL_USER_HEADER]) or None
-        attempt = headers.get(ATTEMPT_HEADER, 0)
+        attempt = delivery.headers.get(ATTEMPT_HEADER, 0)
         return Envelope(
             body=delivery.body,
             message_id=delivery.message_id,
             correlation_id=delivery.correlation_id,
-            user_id=user_id,
+            user_id=producer_user(delivery, self._settings.broker_user),
             reply_to=delivery.reply_to,
             attempt=attempt if isinstance(attempt, int) else 0,
         )
@@ -171,14 +167,9 @@ class Replies:
         The worker republishes under its own broker user, so the producer's validated user
         travels in a header that the worker trusts only on messages published as itself.
         """
-        headers: dict[str, Any] = {
-            **delivery.headers,
-            ATTEMPT_HEADER: attempt,
-            REASON_HEADER: reason[:512],
-            # Always written, empty for "no user": a producer's own copy of this header must
-            # never survive into a copy that the worker vouches for.
-            ORIGINAL_USER_HEADER: envelope.user_id or "",
-        }
+        headers = vouched_headers(
+            delivery, envelope.user_id, {ATTEMPT_HEADER: attempt, REASON_HEADER: reason[:512]}
+        )
         return Outgoing(
             routing_key=routing_key,
             body=delivery.body,
@@ -189,3 +180,20 @@ class Replies:
             user_id=self._settings.broker_user,
             headers=headers,
         )
+
+
+def producer_user(delivery: Delivery, broker_user: str) -> str | None:
+    """The broker user that published the command, as RabbitMQ vouched for it; on a copy the
+    worker republished under its own user, the producer's user that the copy carries."""
+    if delivery.user_id == broker_user and ORIGINAL_USER_HEADER in delivery.headers:
+        return str(delivery.headers[ORIGINAL_USER_HEADER]) or None
+    return delivery.user_id
+
+
+def vouched_headers(
+    delivery: Delivery, producer: str | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The headers of a copy the worker republishes under its own broker user: the producer's
+    user travels in ORIGINAL_USER_HEADER, always written (empty for "no user"), so a
+    producer's own copy of that header never survives into a copy the worker vouches for."""
+    return {**delivery.headers, **(extra or {}), ORIGINAL_USER_HEADER: producer or ""}

@@ -15,6 +15,12 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from worker.errors import ConfigurationError
+from worker.runtime.partitions import (
+    EQUAL_WEIGHT,
+    SIGNAL_QUEUE,
+    SINGLE_ACTIVE,
+    Partitions,
+)
 from worker.settings import Settings
 
 
@@ -45,23 +51,70 @@ class Topology:
 
 
 def routes(settings: Settings) -> list[Route]:
+    return [*command_routes(settings), Route(settings.relations_query_queue, None)]
+
+
+def command_routes(settings: Settings) -> list[Route]:
+    """The routes of commands that change data: partitioned, each applied in order per key."""
     return [
         Route(settings.import_queue, settings.import_result_queue),
         Route(settings.relations_queue, settings.relations_result_queue),
-        Route(settings.relations_query_queue, None),
     ]
 
 
-async def declare_command_queue(
-    channel: AbstractChannel, settings: Settings, route: Route
-) -> AbstractQueue:
-    """The command queue; rejected messages dead-letter to `<queue>.dead`."""
+def partitions_of(settings: Settings, route: Route) -> Partitions:
+    return Partitions(route.queue, settings.partitions)
+
+
+def topology_names(settings: Settings) -> tuple[list[str], list[str]]:
+    """Every queue and exchange the worker declares under `settings`: (queues, exchanges)."""
+    queues = [
+        n for route in routes(settings) for n in route.queue_names(settings.retry_max_attempts)
+    ]
+    exchanges = [settings.events_exchange, settings.dead_letter_exchange]
+    for route in command_routes(settings):
+        partitions = partitions_of(settings, route)
+        queues += partitions.queue_names()
+        exchanges += [partitions.exchange] if partitions.routed else []
+    return queues, exchanges
+
+
+def command_queue_arguments(settings: Settings, route: Route) -> dict[str, Any]:
+    """A consumed queue's arguments: rejected messages dead-letter to `<queue>.dead`. Quorum
+    queues of commands that change data keep one active consumer by argument (see
+    `SINGLE_ACTIVE`); classic ones keep the arguments they always had, and the query queue
+    is shared by competing consumers."""
     arguments: dict[str, Any] = {
         "x-queue-type": settings.queue_type,
         "x-dead-letter-exchange": settings.dead_letter_exchange,
         "x-dead-letter-routing-key": route.queue,
     }
-    return await _declare_queue(channel, route.queue, arguments)
+    if settings.queue_type == "quorum" and route in command_routes(settings):
+        arguments |= SINGLE_ACTIVE
+    return arguments
+
+
+async def declare_command_queue(
+    channel: AbstractChannel, settings: Settings, route: Route
+) -> AbstractQueue:
+    """A queue producers publish to."""
+    return await _declare_queue(channel, route.queue, command_queue_arguments(settings, route))
+
+
+async def declare_partitions(channel: AbstractChannel, settings: Settings, route: Route) -> None:
+    """The membership queues, and with P > 1 the partition exchange and queues."""
+    partitions = partitions_of(settings, route)
+    for name in (partitions.members, partitions.hungry):
+        await _declare_queue(channel, name, SIGNAL_QUEUE)
+    if not partitions.routed:
+        return
+    exchange = await channel.declare_exchange(
+        partitions.exchange, ExchangeType.X_CONSISTENT_HASH, durable=True
+    )
+    arguments = command_queue_arguments(settings, route)
+    for name in partitions.names:
+        queue = await _declare_queue(channel, name, arguments)
+        await queue.bind(exchange, routing_key=EQUAL_WEIGHT)
 
 
 def result_queue_arguments(settings: Settings) -> dict[str, Any]:
@@ -118,4 +171,6 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
             await _declare_queue(channel, name, delayed)
         if route.result_queue:
             await _declare_queue(channel, route.result_queue, result_queue_arguments(settings))
+    for route in command_routes(settings):
+        await declare_partitions(channel, settings, route)
     return Topology(events=events, dead_letter=dead_letter)

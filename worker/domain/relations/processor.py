@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from worker.contract.relations import RelationCommand, RelationResult, decode_relation
+from worker.contract.relations import RelationResult, decode_relation
 from worker.domain.envelope import Envelope, Outcome
+from worker.domain.order import relation_order_key
 from worker.domain.processing import Admitted, Batch, CommandProcessor
 from worker.domain.relations.plan import (
     CheckedRelation,
@@ -22,7 +23,6 @@ from worker.domain.relations.plan import (
 )
 from worker.domain.relations.rules import checked_weights, refuse_if_inapplicable, relation_type_of
 from worker.domain.shared.auth import Access, authorize
-from worker.domain.shared.matching import order_key
 from worker.domain.shared.profile_lookup import existing_profile, look_up, request_for
 from worker.domain.shared.relations import ProfileKeys, Relation, RelationWrite, relation_key
 from worker.errors import NotFound, Refusal
@@ -177,20 +177,9 @@ def _readdressed(checked: CheckedRelation, known: dict[int, Relation]) -> Checke
 
 def _decoded(admitted: Admitted) -> RelationJob:
     command = decode_relation(admitted.raw)
-    key = _order_key(command)
+    key = relation_order_key(command)
     if command.action == "detach" and admitted.target is not None:
         # An owner that died chose this relation and may have released its key already:
         # the detach is finished on it.
         command = command.model_copy(update={"relation_id": int(admitted.target)})
     return RelationJob(admitted.index, admitted.envelope, command, admitted.command_id, key)
-
-
-def _order_key(command: RelationCommand) -> str:
-    """Commands with one key touch one relation; catalog-free, it also checks the keys."""
-    if command.relation_id is not None:
-        return f"relation:{command.relation_id}"
-    assert command.profile_a is not None
-    assert command.profile_b is not None
-    side_a = order_key(ProfileKeys.of(command.profile_a, 0))
-    side_b = order_key(ProfileKeys.of(command.profile_b, 0))
-    return f"{command.rel_id}|{side_a}|{side_b}"

@@ -1,0 +1,58 @@
+"""Partitions in one test process: two workers share P = 4 partitions, and a numbered
+sequence of `set`s per profile ends at its last value through a handoff."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.conftest import StartWorker, command, new_id
+from worker.runtime.client import CommandClient
+from worker.runtime.partitions import Partitions
+from worker.settings import Settings
+
+PROFILES = 20
+STEPS = 15
+
+
+async def held(worker: Any, queue: str) -> list[int]:
+    return list(worker.health.partitions.get(queue, []))
+
+
+async def test_two_workers_share_the_partitions_and_keep_order_through_a_handoff(
+    client: CommandClient, settings: Settings, start_worker: StartWorker, mongo: Any
+) -> None:
+    partitioned = settings.model_copy(update={"partitions": 4, "partition_poll_seconds": 0.2})
+    first, first_stopping, first_task = await start_worker(with_settings=partitioned)
+    second, _, _ = await start_worker(with_settings=partitioned)
+    queue = settings.import_queue
+
+    async def shared() -> bool:
+        while True:
+            a, b = await held(first, queue), await held(second, queue)
+            if len(a) == 2 and len(b) == 2 and not set(a) & set(b):
+                return True
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(shared(), 20)
+    assert first.health.routing or second.health.routing, "one of them routes"
+
+    bodies = [
+        (new_id(), command(f"seq{p}@example.com", data={"score": step}))
+        for step in range(STEPS)
+        for p in range(PROFILES)
+    ]
+    half = len(bodies) // 2
+    await client.send_many(queue, bodies[:half])
+    first_stopping.set()  # its partitions are handed over mid-stream
+    await client.send_many(queue, bodies[half:])
+    replies = await client.replies(len(bodies), timeout=120)
+    await asyncio.wait_for(first_task, 30)
+
+    assert sorted(r["error"] for r in replies) == [0] * len(bodies)
+    docs = await mongo.profiles.find({}, {"email": 1, "fields": 1}).to_list()
+    assert len(docs) == PROFILES
+    assert {doc["fields"]["score"] for doc in docs} == {STEPS - 1}, "each ends at its last set"
+    assert sorted(await held(second, queue)) == [0, 1, 2, 3], "the survivor took them all"
+    names = Partitions(queue, 4).names
+    assert names == [f"{queue}.partition.{i}" for i in range(4)]

@@ -1,0 +1,64 @@
+"""The partitions of a command queue (SPEC §2, §9): their names, and how they are declared.
+
+With P > 1 a command queue `Q` is drained by one routing stage into the consistent-hash
+exchange `Q.partitions`, bound to the P queues `Q.partition.<i>` with equal weights (RabbitMQ
+hashes the routing key, the command's order-key hash, with jump consistent hashing). With
+P = 1 there is no hop: `Q` is its own single partition. Two queues that never hold a message
+carry membership: every process consumes `Q.members` while it is connected (its consumer
+count is the number of live processes), and `Q.hungry` while it holds fewer partitions than
+its share (see `ownership.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+EQUAL_WEIGHT = "1"
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """The partitions of the command queue `queue`: `count` of them."""
+
+    queue: str
+    count: int
+
+    @property
+    def routed(self) -> bool:
+        """Whether commands go through a routing stage (more than one partition)."""
+        return self.count > 1
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.queue}.partitions"
+
+    def name(self, index: int) -> str:
+        return f"{self.queue}.partition.{index}" if self.routed else self.queue
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name(index) for index in range(self.count)]
+
+    @property
+    def members(self) -> str:
+        return f"{self.queue}.members"
+
+    @property
+    def hungry(self) -> str:
+        return f"{self.queue}.hungry"
+
+    def queue_names(self) -> list[str]:
+        """The queues these partitions add beside the command queue."""
+        partitions = self.names if self.routed else []
+        return [*partitions, self.members, self.hungry]
+
+
+SIGNAL_QUEUE: dict[str, Any] = {"x-queue-type": "classic"}
+"""`members` and `hungry` hold no messages: a classic queue costs nothing in any mode."""
+
+SINGLE_ACTIVE: dict[str, Any] = {"x-single-active-consumer": True}
+"""Quorum command and partition queues only: quorum queues ignore the exclusive flag of
+`basic.consume` (measured on RabbitMQ 3.10), so there the broker keeps one active consumer
+through this argument instead. Classic queues must not have it: a classic single-active
+queue refuses exclusive consumers."""

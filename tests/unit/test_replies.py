@@ -50,7 +50,8 @@ def failure(envelope: Envelope, code: int, text: str) -> ImportResult:
 def sent(outcome: Outcome, attempt: int = 0, reply_to: str | None = "caller") -> list[Outgoing]:
     delivery = Delivery(b"{}", 1, "m1", "c1", reply_to, None, {"x-custom": 1})
     command = envelope(b"{}", "m1", correlation_id="c1", reply_to=reply_to, attempt=attempt)
-    return Replies(ROUTE, SETTINGS, failure).messages([delivery], [command], [outcome])
+    replies = Replies(ROUTE, SETTINGS, failure)  # as the consumer does: give-up rule first
+    return replies.messages([delivery], [command], [replies.given_up(command, outcome)])
 
 
 def where(messages: list[Outgoing]) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from aiormq.abc import AbstractChannel
 
 from worker.contract.common import ResultModel
-from worker.domain.envelope import Deferred, Envelope, Failed, GaveUp, Outcome
+from worker.domain.envelope import Deferred, Envelope, Failed, Outcome
 from worker.errors import StoreUnavailable
 from worker.observability import BATCH_SECONDS, BATCH_SIZE
 from worker.runtime.delivery import Delivery
@@ -142,10 +142,7 @@ class BatchConsumer:
             since = self._carried_since.get(delivery.delivery_tag, now)
             if isinstance(outcome, Deferred) and now - since > CARRY_LIMIT_SECONDS:
                 outcome = Failed(f"deferred for {now - since:.0f} s: {outcome.reason}")
-            if isinstance(outcome, Failed) and not self._replies.retries_left(envelope):
-                text = f"internal error after {envelope.attempt + 1} attempts: {outcome.reason}"
-                outcome = GaveUp(self._processor.failure(envelope, 500, text), text)
-            final.append(outcome)
+            final.append(self._replies.given_up(envelope, outcome))
         return final
 
     async def _ack(self, batch: list[Delivery], outcomes: list[Outcome]) -> int:

@@ -144,9 +144,16 @@ class Seat:
 
     queue: str
     channel: AbstractChannel
+    subscription: Subscription
     runner: Runner
     halt: asyncio.Event
     task: asyncio.Task[None]
+
+    @property
+    def gone(self) -> bool:
+        """The runner ended, or the broker closed the channel under it (it would wait for
+        deliveries forever)."""
+        return self.task.done() or self.channel.is_closed
 
 
 @dataclass
@@ -219,6 +226,7 @@ class Ownership:
         members = max(1, (await self._declared(partitions.members)).consumer_count)
         hungry = (await self._declared(partitions.hungry)).consumer_count
         seen = [await self._declared(name) for name in partitions.names]
+        await self._release_contested(held, seen)
         free = {i for i, ok in enumerate(seen) if ok.consumer_count == 0} - set(held.partitions)
         view = View(
             partitions.count,
@@ -241,15 +249,24 @@ class Ownership:
         self._report()
 
     def _reap(self, held: _Held) -> None:
-        """Forget seats whose runner ended; a runner that failed ends the session with its
-        failure (the broker closed its channel, or worse), as a consumer's failure does."""
+        """Forget seats that are gone. A runner that failed ends the session with its
+        failure, as a consumer's failure does; a channel the broker closed (its queue deleted,
+        say) is only dropped: the partition is taken again when it is free."""
         for index, seat in list(held.partitions.items()):
-            if seat.task.done():
+            if seat.gone:
                 del held.partitions[index]
-                seat.task.result()
-        if held.router is not None and held.router.task.done():
+                _ended(seat)
+        if held.router is not None and held.router.gone:
             router, held.router = held.router, None
-            router.task.result()
+            _ended(router)
+
+    async def _release_contested(self, held: _Held, seen: Sequence[Seen]) -> None:
+        """Quorum queues accept a second exclusive consumer (the single-active argument keeps
+        it from being delivered to): a held partition with another consumer that never sent
+        this process a delivery is someone else's, and is let go."""
+        for index, seat in list(held.partitions.items()):
+            if seen[index].consumer_count > 1 and seat.subscription.received == 0:
+                await self._release(held.partitions.pop(index))
 
     async def _route(self, family: Family, held: _Held) -> None:
         """Take the routing stage of the family's command queue when nobody has it."""
@@ -292,7 +309,7 @@ class Ownership:
         task = asyncio.create_task(runner.run(halt, subscription))
         PARTITION_HANDOFFS.labels(_family_of(queue, self._held), "taken").inc()
         log.info("partition taken", extra={"queue": queue})
-        return Seat(queue, channel, runner, halt, task)
+        return Seat(queue, channel, subscription, runner, halt, task)
 
     async def _release(self, seat: Seat) -> None:
         """Finish the batch in hand, then close the channel: its unacked deliveries go back to
@@ -323,6 +340,15 @@ class Ownership:
             PARTITIONS_OWNED.labels(queue).set(len(indices))
         self._health.partitions = partitions
         self._health.routing = sorted(q for q, held in self._held.items() if held.router)
+
+
+def _ended(seat: Seat) -> None:
+    """Read a gone seat's end: its failure, if it failed; a closed channel is logged."""
+    if not seat.task.done():
+        seat.task.cancel()
+        log.warning("partition channel closed by the broker", extra={"queue": seat.queue})
+        return
+    seat.task.result()
 
 
 def _family_of(queue: str, held: dict[str, _Held]) -> str:

@@ -100,23 +100,25 @@ class Replies:
                 return self._answer(delivery, result)
             case Deferred():  # carried to the next batch, unacked: nothing to send yet
                 return []
-            case Failed(reason) if self.retries_left(envelope):
+            case Failed(reason):  # with retries left: `given_up` settled the others
                 RETRIES.labels(self._route.queue).inc()
                 attempt = envelope.attempt + 1
                 queue = self._route.retry_queue(attempt)
                 return [self._copy(delivery, envelope, queue, "", reason, attempt)]
-            case Failed(reason):
-                text = f"internal error after {envelope.attempt + 1} attempts: {reason}"
-                answer = self._answer(delivery, self._failure(envelope, 500, text))
-                return [*answer, self._dead_letter(delivery, envelope, text)]
             case GaveUp(result, reason):
                 return [
                     *self._answer(delivery, result),
                     self._dead_letter(delivery, envelope, reason),
                 ]
 
-    def retries_left(self, envelope: Envelope) -> bool:
-        return envelope.attempt < self._settings.retry_max_attempts
+    def given_up(self, envelope: Envelope, outcome: Outcome) -> Outcome:
+        """The give-up rule, in one place: a failure with its retries spent is answered 500
+        and dead-lettered, and the answer is recorded for every later copy (GaveUp); any other
+        outcome stays as it is."""
+        if not isinstance(outcome, Failed) or envelope.attempt < self._settings.retry_max_attempts:
+            return outcome
+        text = f"internal error after {envelope.attempt + 1} attempts: {outcome.reason}"
+        return GaveUp(self._failure(envelope, 500, text), text)
 
     def _answer(self, delivery: Delivery, result: ResultModel) -> list[Outgoing]:
         """The answer, to `reply_to` or else the route's result queue; none without either."""

@@ -20,7 +20,8 @@ RETRIES = Counter(
 )
 DEFERRED = Counter(
     "profile_worker_deferred_total",
-    "Copies of commands sent back for later because another process was deciding them.",
+    "Commands carried unacked into the next batch: an earlier command on their profile or "
+    "relation comes first, or another process is deciding a copy of them.",
     ["queue"],
 )
 DEAD_LETTERS = Counter(

@@ -166,10 +166,11 @@ class Worker:
             ]
             self._queries_consumer = queries
             await _first_of((stopping, lost, self._ownership.settled), tasks)
-            self.health.consumers_expected = len(tasks)
-            self.health.broker(True, consumers=len(tasks))
-            self.ready.set()
-            log.info("ready", extra={"partitions": self.health.partitions})
+            if self._ownership.settled.is_set():  # it has looked at every partition once
+                self.health.consumers_expected = len(tasks)
+                self.health.broker(True, consumers=len(tasks))
+                self.ready.set()
+                log.info("ready", extra={"partitions": self.health.partitions})
             await _first_of((stopping, lost), tasks)  # stopping, connection lost, a task ended
             self.health.broker(not lost.is_set(), consumers=0)
             halt.set()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.integration.conftest import StartWorker, command, new_id
 from worker.runtime.client import CommandClient
 from worker.runtime.partitions import Partitions
@@ -19,9 +21,17 @@ async def held(worker: Any, queue: str) -> list[int]:
     return list(worker.health.partitions.get(queue, []))
 
 
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 async def test_two_workers_share_the_partitions_and_keep_order_through_a_handoff(
-    client: CommandClient, settings: Settings, start_worker: StartWorker, mongo: Any
+    client: CommandClient,
+    settings: Settings,
+    start_worker: StartWorker,
+    mongo: Any,
+    queue_type: str,
 ) -> None:
+    """Quorum queues ignore the exclusive flag: there the single-active argument keeps one
+    consumer active, and a process lets go of a partition it shares with another."""
+    settings = settings.model_copy(update={"queue_type": queue_type})
     partitioned = settings.model_copy(update={"partitions": 4, "partition_poll_seconds": 0.2})
     first, first_stopping, first_task = await start_worker(with_settings=partitioned)
     second, _, _ = await start_worker(with_settings=partitioned)

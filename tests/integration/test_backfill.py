@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.integration.conftest import TOKEN, StartWorker, seed_profile, worker_environment
 from worker.backfill import checkpoint as checkpoints
@@ -291,6 +292,32 @@ async def test_a_checkpoint_of_another_file_is_refused(
     )
 
 
+async def test_partitioned_lines_go_straight_to_the_partitions(
+    env: dict[str, str], settings: Settings, mongo: Any, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    partitioned = settings.model_copy(update={"partitions": 2, "partition_poll_seconds": 0.2})
+    await start_worker(with_settings=partitioned)
+    bodies = [counted(f"p{n}@example.com") for n in range(30)]
+    bodies += [counted("p0@example.com"), {"email": "p1@example.com", "data": {"score": 7}}]
+    file = write_lines(tmp_path / "partitioned.jsonl", bodies)
+    expected = {f"p{n}@example.com": 1 for n in range(2, 30)}
+    expected |= {"p0@example.com": 2, "p1@example.com": 7}  # each key's lines in their order
+    queue = settings.import_queue
+
+    ran = await backfill(
+        {**env, "PW_PARTITIONS": "2"}, str(file), *IMPORT_OPTIONS, "--partitioned", "--wait-results"
+    )
+    assert (ran.code, ran.stderr) == (0, "")
+    assert (
+        f"backfill done: 32 lines published to the partitions of {queue} ({queue}.partitions), "
+        "32 answered"
+    ) in ran.stdout
+    assert read_errors(Path(f"{file}.errors")) == {}
+    assert await scores(mongo) == expected
+    routed = REGISTRY.get_sample_value("profile_worker_routed_total", {"queue": queue})
+    assert not routed, "none went through the routing stage"
+
+
 FAILURES: dict[str, tuple[tuple[str, ...], dict[str, str], ExitCode, str]] = {
     "queue not declared": ((), {}, ExitCode.CONFIGURATION, "the queue 'database_import."),
     "csv to relations": (
@@ -304,6 +331,18 @@ FAILURES: dict[str, tuple[tuple[str, ...], dict[str, str], ExitCode, str]] = {
         {},
         ExitCode.USAGE,
         "relations commands have no 'db_id'",
+    ),
+    "partitioned with one partition": (
+        ("--partitioned",),
+        {},
+        ExitCode.USAGE,
+        "publishing straight to the partitions needs PW_PARTITIONS > 1 (it is 1",
+    ),
+    "partitions not declared": (
+        ("--partitioned",),
+        {"PW_PARTITIONS": "2"},
+        ExitCode.CONFIGURATION,
+        "the exchange 'database_import.",
     ),
     "broker down": (
         (),

@@ -250,10 +250,15 @@ async def test_lifecycle_is_logged_and_reported(
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    lines = log_lines(stderr)
+    handoffs = {"partition taken", "partition released"}
+    everything = log_lines(stderr)
+    lines = [line for line in everything if line["msg"] not in handoffs]
     messages = [line["msg"] for line in lines]
     assert messages[:2] == ["starting", "ready"]
     assert messages[-3:] == ["signal received", "shutdown begun", "shutdown finished"]
+    commands = {settings.import_queue, settings.relations_queue}  # P = 1: each its own partition
+    for change in handoffs:
+        assert {line["queue"] for line in everything if line["msg"] == change} == commands
     begun, finished = lines[-2], lines[-1]
     assert set(begun["in_flight"]) == {
         settings.import_queue,
@@ -320,3 +325,92 @@ async def test_unreachable_broker_is_retried_with_logged_backoff(
     assert delays == sorted(delays), "backoff grows"
     assert delays[-1] > delays[0]
     assert "broker unreachable at 127.0.0.1" in retries[0]["error"]
+
+
+# `profile-worker partitions`, against a worker holding partitions.
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """The rows of the tables `partitions` prints, by queue: [role, ready, unacked, consumers,
+    owner]."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if len(cells) == 6 and cells[1] and cells[0] != "queue":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+async def partitions_shown(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(cli, "partitions", *args, env=env)
+
+
+async def test_partitions_shows_each_partition_its_depth_and_its_owner(
+    settings: Settings, services: ServiceUrls, client: CommandClient
+) -> None:
+    port = free_port()
+    env = worker_environment(settings, partitions=2, partition_poll_seconds=0.2)
+    process = await start_run({**env, "PW_METRICS_PORT": str(port)})
+    families = (settings.import_queue, settings.relations_queue)
+    management = ("--management-url", services.management_url)
+    held = {queue: [0, 1] for queue in families}
+    owner = f"{settings.connection_name} ({socket.gethostname()}:{process.pid})"
+    try:
+        await until(lambda: (http_get(port, "/readyz")[1] or {}).get("partitions") == held)
+        await until(lambda: len(http_get(port, "/readyz")[1]["routing"]) == 2)
+        # the management API's statistics lag the broker by up to 5 s
+        deadline = time.monotonic() + 30
+        while True:
+            shown = await partitions_shown(env, *management)
+            assert shown.returncode == 0, shown.stderr
+            rows = table_rows(shown.stdout)
+            if all(row[4] == owner for row in rows.values()) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        for queue in families:
+            assert f"{queue}: 2 partitions, 1 live process" in shown.stdout
+            assert rows[f"{queue}.partition.0"] == ["partition 0", "0", "0", "1", owner]
+            assert rows[f"{queue}.partition.1"] == ["partition 1", "0", "0", "1", owner]
+            assert rows[queue] == ["routing stage", "0", "0", "1", owner]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+
+    for n in range(3):  # nobody routes them now
+        await client.send(settings.import_queue, command(), message_id=f"waiting-{n}", reply=False)
+    closed = ("--management-url", f"http://127.0.0.1:{free_port()}/")
+    shown = await partitions_shown(env, *closed)
+    assert shown.returncode == 0, shown.stderr
+    assert "owner and unacked unknown (-): management API http://127.0.0.1:" in shown.stdout
+    rows = table_rows(shown.stdout)
+    assert rows[settings.import_queue] == ["routing stage", "3", "-", "0", "-"]
+    assert rows[f"{settings.import_queue}.partition.1"] == ["partition 1", "0", "-", "0", "-"]
+    assert f"{settings.import_queue}: 2 partitions, 0 live processes" in shown.stdout
+
+    wider = await partitions_shown(env, *management, "--partitions", "4")
+    assert wider.returncode == ExitCode.CONFIGURATION
+    assert rows_absent(wider.stdout) == {f"{q}.partition.{i}" for q in families for i in (2, 3)}
+    assert f"no queue {settings.import_queue}.partition.2, " in failure_line(wider)
+
+
+def rows_absent(stdout: str) -> set[str]:
+    return {queue for queue, row in table_rows(stdout).items() if row[1] == "absent"}
+
+
+async def test_partitions_with_one_partition_shows_the_command_queue(
+    settings: Settings, env: dict[str, str], services: ServiceUrls
+) -> None:
+    missing = await partitions_shown(env, "--management-url", services.management_url)
+    assert missing.returncode == ExitCode.CONFIGURATION
+    assert "declare the topology with `profile-worker topology`" in failure_line(missing)
+
+    assert cli("topology", env=env).returncode == 0
+    shown = await partitions_shown(env, "--management-url", services.management_url)
+    assert shown.returncode == 0, shown.stderr
+    rows = table_rows(shown.stdout)
+    assert rows.keys() == {settings.import_queue, settings.relations_queue}
+    for role, ready, unacked, consumers, owner in rows.values():
+        assert (role, ready, consumers, owner) == ("partition 0", "0", "0", "none")
+        assert unacked in ("0", "-"), "- while the management API has no statistics yet"
+    assert "(P = 1: the command queue is its own partition)" in shown.stdout

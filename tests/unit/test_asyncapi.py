@@ -28,11 +28,15 @@ from tests.unit.harness import (
 )
 from worker.asyncapi import asyncapi_document
 from worker.asyncapi.flows import flows
+from worker.asyncapi.names import title
+from worker.asyncapi.partitions import example
 from worker.asyncapi.schemas import ERROR_CODES, EVENTS
 from worker.cli.asyncapi import DocumentFormat, asyncapi, render
+from worker.domain import order
 from worker.domain.envelope import Outcome
 from worker.errors import WorkerError
-from worker.runtime.topology import routes
+from worker.runtime.partitions import Partitions
+from worker.runtime.topology import command_routes, routes, topology_names
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,8 +89,12 @@ def test_the_command_writes_json_or_prints_yaml(
 
 @pytest.mark.parametrize(
     "settings",
-    [defaults(), Settings.model_construct(retry_max_attempts=0, import_queue="imports")],
-    ids=["defaults", "no-retries-renamed-queue"],
+    [
+        defaults(),
+        Settings.model_construct(retry_max_attempts=0, import_queue="imports"),
+        Settings.model_construct(partitions=4),
+    ],
+    ids=["defaults", "no-retries-renamed-queue", "four-partitions"],
 )
 def test_the_document_is_valid_asyncapi_3(
     settings: Settings, asyncapi_schema: Draft7Validator
@@ -176,6 +184,42 @@ def test_the_documented_routes_are_the_declared_ones(document: dict[str, Any]) -
     ]
     attempts = retries["parameters"]["attempt"]["enum"]
     assert attempts == [str(n) for n in range(1, settings.retry_max_attempts + 1)]
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_the_partitions_are_documented_as_they_are_declared(count: int) -> None:
+    settings = Settings.model_construct(partitions=count, import_queue="imports")
+    document = asyncapi_document(settings)
+    queues, exchanges = topology_names(settings.model_copy(update={"partitions": 4}))
+    commands = [flow for flow in flows(settings) if flow.order]
+    assert [flow.route for flow in commands] == command_routes(settings)
+    for flow in commands:
+        partitions = Partitions(flow.route.queue, 4)
+        exchange = document["channels"][flow.partitions_id]
+        assert exchange["bindings"]["amqp"]["exchange"]["name"] == partitions.exchange
+        assert partitions.exchange in exchanges
+        for member in (partitions.members, partitions.hungry):
+            assert member in exchange["description"]
+        assert flow.order is not None
+        body, key = example(flow.order)
+        assert order.order_key_of(flow.order, body, len(body)) is not None
+        assert exchange["parameters"]["orderKeyHash"]["examples"] == [
+            order.routing_key(flow.order, body)
+        ]
+        assert key in exchange["parameters"]["orderKeyHash"]["description"]
+        assert set(exchange["messages"]) == set(flow.commands)
+        queue = document["channels"][flow.partition_queues_id]
+        enum = queue["parameters"]["partition"].get("enum")
+        assert enum == ([str(index) for index in range(count)] if count > 1 else None)
+        names = [queue["address"].format(partition=index) for index in range(4)]
+        assert names == partitions.names
+        assert set(names) <= set(queues)
+        operations = document["operations"]
+        routed = operations[f"send{title(flow.key)}ToPartitions"]
+        assert routed["channel"] == {"$ref": f"#/channels/{flow.partitions_id}"}
+        taken = operations[f"receive{title(flow.key)}PartitionCommands"]
+        assert taken["channel"] == {"$ref": f"#/channels/{flow.partition_queues_id}"}
+        assert taken["reply"]["channel"] == {"$ref": f"#/channels/{flow.answers_id}"}
 
 
 def test_the_events_are_on_the_topic_exchange(document: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ same files against real schemas; the last tests prove that it rejects broken cop
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from pydantic import AliasChoices
 from tests.support import strings_under
 from worker import observability
 from worker.runtime.endpoints import HEALTH_PATH, METRICS_PATH, READY_PATH
+from worker.runtime.partitions import Partitions
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,15 +240,25 @@ def test_the_pod_runs_locked_down_as_the_images_user() -> None:
     assert context["runAsUser"] == int(user[1])
 
 
-def test_keda_scales_the_deployment_on_the_command_queues() -> None:
+def test_keda_scales_the_deployment_on_the_command_queues_and_their_partitions() -> None:
     scaled = resource("ScaledObject")["spec"]
     assert scaled["scaleTargetRef"]["name"] == resource("Deployment")["metadata"]["name"]
     assert scaled["minReplicaCount"] >= 1  # relations_query needs a running worker
-    queues = {trigger["metadata"]["queueName"] for trigger in scaled["triggers"]}
-    assert queues == {configured("import_queue"), configured("relations_queue")}
+    count = int(configured("partitions"))
+    assert scaled["maxReplicaCount"] == count, "a replica beyond P holds no partition"
+    commands = [configured("import_queue"), configured("relations_queue")]
+    # with P = 1 the command queue is its own partition
+    partitions = {name for queue in commands for name in Partitions(queue, count).names}
+    triggers = {trigger["metadata"]["queueName"]: trigger for trigger in scaled["triggers"]}
+    assert len(triggers) == len(scaled["triggers"]), "one trigger per queue"
+    assert set(triggers) == {*commands, *partitions}
+    (per_replica,) = {int(triggers[queue]["metadata"]["value"]) for queue in commands}
+    for name in partitions - set(commands):
+        assert int(triggers[name]["metadata"]["value"]) == math.ceil(per_replica / count)
     auth = resource("TriggerAuthentication")
     for trigger in scaled["triggers"]:
         assert trigger["type"] == "rabbitmq"
+        assert trigger["metadata"]["mode"] == "QueueLength"
         assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     (host,) = auth["spec"]["secretTargetRef"]
     assert host["parameter"] == "host"
@@ -304,6 +316,13 @@ def test_compose_mongodb_is_a_replica_set_the_worker_reaches() -> None:
     options = parse_qs(url.query)
     assert options.get("directConnection") == ["true"] or options.get("replicaSet") == ["rs0"]
     assert urlsplit(services["worker"]["environment"]["AMQP_URL"]).hostname in services
+
+
+def test_compose_rabbitmq_has_the_plugins_the_worker_needs() -> None:
+    environment = compose()["rabbitmq"]["environment"]
+    plugins = environment["RABBITMQ_ENABLED_PLUGINS"].split(",")
+    # the image's own enabled_plugins file no longer counts once the variable is set
+    assert {"rabbitmq_management", "rabbitmq_consistent_hash_exchange"} <= set(plugins)
 
 
 def test_systemd_waits_longer_than_the_shutdown_grace() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from worker.asyncapi.flows import Flow, flows
 from worker.asyncapi.messages import amqp
-from worker.asyncapi.names import event_id
+from worker.asyncapi.names import event_id, message_refs
+from worker.asyncapi.partitions import partition_channels
 from worker.asyncapi.schemas import EVENTS
 from worker.settings import Settings
 
@@ -24,15 +25,23 @@ def channels(settings: Settings) -> dict[str, Any]:
 
 def _flow_channels(flow: Flow, settings: Settings) -> dict[str, Any]:
     route, exchange = flow.route, settings.dead_letter_exchange
+    routed = (
+        f" With PW_PARTITIONS > 1 one process at a time (the routing stage) consumes it and "
+        f"moves each command to `{route.queue}.partitions`."
+        if flow.order
+        else ""
+    )
     found = {
         flow.commands_id: _queue_channel(
             route.queue,
             flow.commands,
             f"{flow.description} Rejected deliveries dead-letter to `{route.dead_queue}` "
-            f"through `{exchange}`.",
+            f"through `{exchange}`.{routed}",
         ),
         flow.answers_id: _answers_channel(flow, settings),
     }
+    if flow.order:
+        found |= partition_channels(flow, settings)
     if settings.retry_max_attempts:
         found[f"{flow.key}Retries"] = _retry_channel(flow, settings)
     found[f"{flow.key}DeadLetters"] = _queue_channel(
@@ -51,7 +60,7 @@ def _answers_channel(flow: Flow, settings: Settings) -> dict[str, Any]:
         return {
             "address": None,
             "description": "The requester's own queue, named by the request's `reply_to`.",
-            "messages": _channel_messages((flow.answer,)),
+            "messages": message_refs((flow.answer,)),
         }
     limit = settings.result_queue_max_length
     bounded = (
@@ -89,7 +98,7 @@ def _queue_channel(address: str, messages: tuple[str, ...], description: str) ->
     return {
         "address": address,
         "description": description,
-        "messages": _channel_messages(messages),
+        "messages": message_refs(messages),
         "bindings": amqp({"is": "queue", "queue": queue}),
     }
 
@@ -101,10 +110,6 @@ def _event_channel(routing_key: str, settings: Settings) -> dict[str, Any]:
         "address": routing_key,
         "description": f"Routing key `{routing_key}` on the topic exchange `{name}`. "
         + EVENTS[routing_key][0],
-        "messages": _channel_messages((event_id(routing_key),)),
+        "messages": message_refs((event_id(routing_key),)),
         "bindings": amqp({"is": "routingKey", "exchange": exchange}),
     }
-
-
-def _channel_messages(names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: {"$ref": f"#/components/messages/{name}"} for name in names}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.domain.order import CommandKind
 from worker.runtime.topology import Route
 from worker.settings import Settings
 
@@ -18,6 +19,8 @@ class Flow:
     commands: tuple[str, ...]
     answer: str
     description: str
+    order: CommandKind | None = None
+    """The order keys of a command queue, which is partitioned by them (SPEC §9)."""
 
     @property
     def commands_id(self) -> str:
@@ -26,6 +29,15 @@ class Flow:
     @property
     def answers_id(self) -> str:
         return f"{self.key}{'Results' if self.route.result_queue else 'Replies'}"
+
+    @property
+    def partitions_id(self) -> str:
+        """The channel of the partition exchange."""
+        return f"{self.key}Partitions"
+
+    @property
+    def partition_queues_id(self) -> str:
+        return f"{self.key}PartitionQueues"
 
 
 def flows(settings: Settings) -> list[Flow]:
@@ -40,6 +52,7 @@ def flows(settings: Settings) -> list[Flow]:
             ("importCommand", "flatImportCommand"),
             "importResult",
             "Profile import commands (SPEC §4).",
+            "imports",
         ),
         Flow(
             "relation",
@@ -47,6 +60,7 @@ def flows(settings: Settings) -> list[Flow]:
             ("relationCommand",),
             "relationResult",
             "Relation commands (SPEC §5).",
+            "relations",
         ),
         Flow(
             "query",

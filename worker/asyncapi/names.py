@@ -19,3 +19,8 @@ def title(word: str) -> str:
 def sorted_keys(mapping: dict[str, Any]) -> dict[str, Any]:
     """Components in name order, so the document does not depend on how they were gathered."""
     return dict(sorted(mapping.items()))
+
+
+def message_refs(names: tuple[str, ...]) -> dict[str, Any]:
+    """A channel's `messages`: references to `components.messages`."""
+    return {name: {"$ref": f"#/components/messages/{name}"} for name in names}

@@ -13,6 +13,10 @@ from worker.settings import Settings
 
 PERSISTENT = 2
 """AMQP delivery mode."""
+_PARTITIONED = (
+    " With `PW_PARTITIONS` > 1 the command queue is taken by the routing stage instead, and "
+    "commands are applied from its partitions."
+)
 
 
 def operations(settings: Settings) -> dict[str, Any]:
@@ -28,12 +32,18 @@ def operations(settings: Settings) -> dict[str, Any]:
 
 def _flow_operations(flow: Flow, settings: Settings) -> dict[str, Any]:
     key = title(flow.key)
-    found = {
-        f"receive{title(flow.commands_id)}": _receive(flow),
-        f"send{title(flow.answers_id)}": _send(
-            flow.answers_id, [flow.answer], "One answer per command, with its correlation id."
-        ),
-    }
+    found = {f"receive{title(flow.commands_id)}": _receive(flow, flow.commands_id)}
+    if flow.order:
+        found[f"send{key}ToPartitions"] = _send(
+            flow.partitions_id,
+            list(flow.commands),
+            f"The routing stage (`PW_PARTITIONS` > 1): each command of `{flow.route.queue}`, "
+            "unchanged, under its order key's hash; acked once every copy is confirmed.",
+        )
+        found[f"receive{key}PartitionCommands"] = _receive(flow, flow.partition_queues_id)
+    found[f"send{title(flow.answers_id)}"] = _send(
+        flow.answers_id, [flow.answer], "One answer per command, with its correlation id."
+    )
     if settings.retry_max_attempts:
         found[f"send{key}Retries"] = _send(
             f"{flow.key}Retries", ["retriedCommand"], "A command sent back for a later try."
@@ -44,9 +54,9 @@ def _flow_operations(flow: Flow, settings: Settings) -> dict[str, Any]:
     return found
 
 
-def _receive(flow: Flow) -> dict[str, Any]:
-    """Taking a command, with its reply: to the result queue, or to the `reply_to` for a route
-    that has none."""
+def _receive(flow: Flow, channel: str) -> dict[str, Any]:
+    """Taking a command from `channel` (its queue, or a partition of it), with its reply: to the
+    result queue, or to the `reply_to` for a route that has none."""
     reply: dict[str, Any] = {
         "channel": {"$ref": f"#/channels/{flow.answers_id}"},
         "messages": [_message_ref(flow.answers_id, flow.answer)],
@@ -58,10 +68,11 @@ def _receive(flow: Flow) -> dict[str, Any]:
         }
     return {
         "action": "receive",
-        "channel": {"$ref": f"#/channels/{flow.commands_id}"},
+        "channel": {"$ref": f"#/channels/{channel}"},
         "description": "Each is acked once its effect is durable and its answer confirmed; "
-        "the answer goes to its `reply_to` if it has one.",
-        "messages": [_message_ref(flow.commands_id, name) for name in flow.commands],
+        "the answer goes to its `reply_to` if it has one."
+        + (_PARTITIONED if flow.order and channel == flow.commands_id else ""),
+        "messages": [_message_ref(channel, name) for name in flow.commands],
         "reply": reply,
         "bindings": amqp({"ack": True}),
     }

@@ -9,6 +9,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import ConsumerCallback
 
+from worker.backfill.destination import Destination
 from worker.backfill.publishing import BROKER_GONE
 from worker.errors import ConfigurationError
 
@@ -27,17 +28,17 @@ class BackfillBroker:
         self._acked = 0
         self._channels: list[AbstractChannel] = []
 
-    async def publishing(self, queue: str) -> aiormq.Channel:
-        """A channel with publisher confirms, once `queue` is known to exist (a command
-        published to no queue would be dropped, confirmed all the same)."""
+    async def publishing(self, destination: Destination) -> aiormq.Channel:
+        """A channel with publisher confirms, once the destination is known to exist (a
+        command published to no queue would be dropped, confirmed all the same)."""
         probe = await self._connection.channel(publisher_confirms=False)
         try:
-            await probe.declare_queue(queue, passive=True)
+            if destination.exchange:
+                await probe.declare_exchange(destination.exchange, passive=True)
+            else:
+                await probe.declare_queue(destination.queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
-            raise ConfigurationError(
-                f"the queue '{queue}' does not exist: declare it with `profile-worker "
-                "topology` (or start a worker) first"
-            ) from exc
+            raise ConfigurationError(_missing(destination)) from exc
         finally:
             await probe.close()
         return await self._channel(confirms=True)
@@ -74,3 +75,16 @@ class BackfillBroker:
         underlay = await channel.get_underlay_channel()
         assert isinstance(underlay, aiormq.Channel)
         return underlay
+
+
+def _missing(destination: Destination) -> str:
+    if destination.exchange:
+        return (
+            f"the exchange '{destination.exchange}' does not exist: the partitions of "
+            f"'{destination.queue}' are declared by workers running with PW_PARTITIONS > 1 "
+            "(or `profile-worker topology` with it)"
+        )
+    return (
+        f"the queue '{destination.queue}' does not exist: declare it with `profile-worker "
+        "topology` (or start a worker) first"
+    )

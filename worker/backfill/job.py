@@ -19,12 +19,14 @@ from worker.backfill import checkpoint as checkpoints
 from worker.backfill.answers import Answers, reply_queue_name
 from worker.backfill.broker import BackfillBroker
 from worker.backfill.checkpoint import Checkpoint
+from worker.backfill.destination import Destination, to_partitions
 from worker.backfill.identity import Content, message_id
 from worker.backfill.kinds import Kind
 from worker.backfill.publishing import BROKER_GONE, Pipeline
 from worker.backfill.report import Outcome, write_errors
 from worker.backfill.source import Format, Line, Shaping, read_lines
 from worker.runtime.connection import connect
+from worker.runtime.partitions import Partitions
 
 SAVE_INTERVAL_SECONDS = 0.5
 
@@ -52,6 +54,22 @@ class Job:
     wait_results: bool = False
     idle_seconds: float = 60.0
     max_message_bytes: int = 1_048_576
+    partitions: int | None = None
+    """P, to publish straight to the partitions (`--partitioned`); None: to the queue."""
+
+    @property
+    def target(self) -> str:
+        """Where the lines go, in words."""
+        if self.partitions is None:
+            return self.kind.queue
+        return f"the partitions of {self.kind.queue} ({self.destination.exchange})"
+
+    @property
+    def destination(self) -> Destination:
+        if self.partitions is None:
+            return Destination(self.kind.queue)
+        partitions = Partitions(self.kind.queue, self.partitions)
+        return to_partitions(partitions, self.kind.order, self.max_message_bytes)
 
 
 def dry_run(job: Job, observer: Observer) -> Outcome:
@@ -112,10 +130,11 @@ class _Backfill:
         self._published = self._lines = self._skipped = 0
 
     async def run(self) -> Outcome:
-        channel = await self._broker.publishing(self._job.kind.queue)
+        destination = self._job.destination
+        channel = await self._broker.publishing(destination)
         if self._reply_to:
             await self._broker.consume_replies(self._reply_to, self._answers.on_message)
-        pipeline = Pipeline(channel, self._job.kind.queue, self._job.window, self._confirmed)
+        pipeline = Pipeline(channel, destination, self._job.window, self._confirmed)
         saving = asyncio.create_task(self._keep_saving())
         try:
             await self._publish(pipeline)

@@ -15,6 +15,7 @@ import orjson
 
 from worker.contract.imports import decode_import
 from worker.contract.relations import decode_relation
+from worker.domain.order import CommandKind
 from worker.errors import InvalidCommand
 from worker.settings import Settings
 
@@ -29,6 +30,8 @@ class Kind:
     options: frozenset[str]
     """The options that may fill in command keys for this queue."""
     takes_csv: bool
+    order: CommandKind
+    """Which order keys its commands have (their partition)."""
 
     def problem(self, body: dict[str, Any], max_bytes: int) -> str | None:
         """What the worker would refuse with 400 in this body, if anything."""
@@ -51,6 +54,7 @@ def kind_of(queue: str, settings: Settings) -> Kind:
             decode_import,
             frozenset({"account_id", "db_id", "matching", "token"}),
             takes_csv=True,
+            order="imports",
         ),
         settings.relations_queue: Kind(
             "relations",
@@ -58,6 +62,7 @@ def kind_of(queue: str, settings: Settings) -> Kind:
             decode_relation,
             frozenset({"account_id", "token"}),
             takes_csv=False,
+            order="relations",
         ),
     }
     if queue not in kinds:

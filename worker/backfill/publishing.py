@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import aiormq
 from pamqp.commands import Basic
 
+from worker.backfill.destination import Destination
 from worker.errors import BrokerUnavailable
 
 DEPTH = 4
@@ -31,7 +32,8 @@ BROKER_GONE = (
 
 
 class Unroutable(Exception):
-    """The broker returned a command: its queue no longer exists."""
+    """The broker returned a command: its queue no longer exists (or the partition exchange
+    has no queue bound)."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +44,29 @@ class Chunk:
 
 
 class Pipeline:
-    """Publishes to one queue; `on_confirmed(line, count)` reports the watermark in order."""
+    """Publishes to one destination (a queue's name: that queue); `on_confirmed(line, count)`
+    reports the watermark in order."""
 
     def __init__(
         self,
         channel: aiormq.Channel,
-        routing_key: str,
+        destination: Destination | str,
         window: int,
         on_confirmed: Callable[[int, int], None],
     ) -> None:
         self._channel = channel
-        self._routing_key = routing_key
+        self._destination = (
+            destination if isinstance(destination, Destination) else Destination(destination)
+        )
         self._chunk_size = max(1, window // DEPTH)
         self._on_confirmed = on_confirmed
-        self._pending: list[tuple[bytes, Basic.Properties]] = []
+        self._pending: list[tuple[bytes, Basic.Properties, str]] = []
         self._in_flight: deque[Chunk] = deque()
         self._last_line = 0
 
     async def publish(self, line: int, body: bytes, properties: Basic.Properties) -> None:
         """Queue one line's command; waits while the window is full."""
-        self._pending.append((body, properties))
+        self._pending.append((body, properties, self._destination.routing_key(body)))
         self._last_line = line
         if len(self._pending) >= self._chunk_size:
             self._send()
@@ -89,13 +94,14 @@ class Pipeline:
 
     def _send(self) -> None:
         pending, self._pending = self._pending, []
-        confirms = asyncio.gather(*(self._publish_one(body, props) for body, props in pending))
+        confirms = asyncio.gather(*(self._publish_one(*item) for item in pending))
         self._in_flight.append(Chunk(confirms, self._last_line, len(pending)))
 
-    async def _publish_one(self, body: bytes, properties: Basic.Properties) -> object:
+    async def _publish_one(self, body: bytes, properties: Basic.Properties, key: str) -> object:
         return await self._channel.basic_publish(
             body,
-            routing_key=self._routing_key,
+            exchange=self._destination.exchange,
+            routing_key=key,
             properties=properties,
             mandatory=True,
             wait=False,
@@ -107,15 +113,22 @@ class Pipeline:
             confirms = await chunk.confirms
         except aiormq.exceptions.PublishError as exc:
             raise Unroutable(
-                f"the broker returned a command: no queue '{self._routing_key}'"
+                f"the broker returned a command: {_unroutable(self._destination)}"
             ) from exc
         except BROKER_GONE as exc:
-            raise BrokerUnavailable(f"publishing to '{self._routing_key}' failed: {exc!r}") from exc
+            where = self._destination.described
+            raise BrokerUnavailable(f"publishing to {where} failed: {exc!r}") from exc
         self._in_flight.popleft()
         refused = sum(1 for confirm in confirms if not isinstance(confirm, Basic.Ack))
         if refused:
             raise BrokerUnavailable(f"the broker refused (nack) {refused} published commands")
         self._on_confirmed(chunk.last_line, chunk.size)
+
+
+def _unroutable(destination: Destination) -> str:
+    if destination.exchange:
+        return f"no partition queue is bound to the exchange '{destination.exchange}'"
+    return f"no queue '{destination.queue}'"
 
 
 def _retrieved(future: asyncio.Future[list[object]]) -> None:

@@ -73,7 +73,7 @@ class ProgressView:
 
 def print_summary(console: Console, job: Job, outcome: Outcome, dry_run: bool) -> None:
     """The counts of the run, then the lines per error code with the first text of each."""
-    console.print(f"[bold]{job.file}[/bold] → {job.kind.queue}")
+    console.print(f"[bold]{job.file}[/bold] → {job.target}")
     counts = Table(show_header=False)
     counts.add_column("what")
     counts.add_column("lines", justify="right")

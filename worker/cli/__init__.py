@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from worker.cli import asyncapi, backfill, catalog, demo, publish, serve
+from worker.cli import asyncapi, backfill, catalog, demo, partitions, publish, serve
 from worker.cli.common import Options, app
 from worker.cli.failures import explain
 
@@ -34,4 +34,14 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-__all__ = ["app", "asyncapi", "backfill", "catalog", "demo", "main", "publish", "serve"]
+__all__ = [
+    "app",
+    "asyncapi",
+    "backfill",
+    "catalog",
+    "demo",
+    "main",
+    "partitions",
+    "publish",
+    "serve",
+]

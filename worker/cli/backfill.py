@@ -30,6 +30,10 @@ the options that shape the commands, and the line number; the token is not part 
 re-run or a `--resume` applies nothing twice. `--dry-run` checks the contract only: whether
 the account, database and token exist and allow the write is for the worker to say.
 
+`--partitioned` (with PW_PARTITIONS > 1) publishes each line straight to the queue's partition
+exchange `<queue>.partitions`, with the routing key the routing stage would give it, skipping
+that hop.
+
 Exit codes: 0 every line published (and, with `--wait-results`, answered with error 0);
 5 `--dry-run` found invalid lines, or the checkpoint belongs to another backfill; 6 some
 lines were refused (see the errors report), or not every answer came.
@@ -89,6 +93,13 @@ def backfill(
         str | None,
         typer.Option(help="Use this identity for the message ids instead of the digest."),
     ] = None,
+    partitioned: Annotated[
+        bool,
+        typer.Option(
+            "--partitioned",
+            help="Publish straight to the partitions (`<queue>.partitions`); PW_PARTITIONS > 1.",
+        ),
+    ] = False,
 ) -> None:
     """Publish a JSON-lines or CSV file of commands to a command queue, resumably.
 
@@ -97,6 +108,12 @@ def backfill(
     """
     settings = load_settings()
     kind = _kind(queue or settings.import_queue, settings)
+    if partitioned and settings.partitions == 1:
+        raise typer.BadParameter(
+            "publishing straight to the partitions needs PW_PARTITIONS > 1 (it is 1: the "
+            f"command queue is its own partition; publish to {kind.queue} without --partitioned)",
+            param_hint="--partitioned",
+        )
     chosen = _format(file, source_format, kind)
     shaping = _shaping(kind, account_id, db_id, matching, token, mapping or [])
     content = content_of(file)
@@ -119,6 +136,7 @@ def backfill(
         wait_results=wait_results,
         idle_seconds=timeout_seconds,
         max_message_bytes=settings.max_message_bytes,
+        partitions=settings.partitions if partitioned else None,
     )
     outcome = _dry_run(job) if dry_run_only else _run(job, settings.amqp_url, settings.event_loop)
     print_summary(console, job, outcome, dry_run_only)
@@ -188,9 +206,7 @@ def _conclude(job: Job, outcome: Outcome, checked_only: bool) -> None:
             f"{refused} of {outcome.lines} lines refused {report}", ExitCode.INCOMPLETE
         )
     answered = f", {outcome.answered} answered" if outcome.waited else ""
-    console.print(
-        f"backfill done: {outcome.published} lines published to {job.kind.queue}{answered}"
-    )
+    console.print(f"backfill done: {outcome.published} lines published to {job.target}{answered}")
 
 
 def _kind(queue: str, settings: Any) -> Kind:

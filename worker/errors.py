@@ -69,6 +69,11 @@ class BrokerUnavailable(TransientError):
     """The broker connection or channel is gone: reconnect and let redelivery work."""
 
 
+class PartitionLost(TransientError):
+    """A later owner of this process's partition has written: the batch in hand is abandoned
+    (its deliveries are the next owner's now) and the session starts again."""
+
+
 class WriteConflict(TransientError):
     """A concurrent writer changed the profile between planning and writing: plan again."""
 

@@ -28,6 +28,9 @@ class Backend:
     """Another process on the same data, whose command claims end as soon as `outlive` says."""
     outlive: Callable[[], Awaitable[None]]
     """Let every claim taken through `dying` reach the end of its lease."""
+    owner: Callable[[str], Awaitable[Stores]]
+    """The ports of the next owner of a partition: its writes carry the partition's next
+    epoch (`worker.store.fence`)."""
 
 
 async def memory_backend() -> AsyncIterator[Backend]:
@@ -38,7 +41,10 @@ async def memory_backend() -> AsyncIterator[Backend]:
     async def outlive() -> None:
         clock.advance(61)
 
-    yield Backend("memory", store.ports(), store.ports(), outlive)
+    async def owner(partition: str) -> Stores:
+        return store.ports(await store.fence(partition))
+
+    yield Backend("memory", store.ports(), store.ports(), outlive, owner)
 
 
 async def mongo_backend(services: ServiceUrls) -> AsyncIterator[Backend]:
@@ -59,8 +65,11 @@ async def mongo_backend(services: ServiceUrls) -> AsyncIterator[Backend]:
     async def outlive() -> None:
         await asyncio.sleep(SHORT_LEASE_SECONDS * 2)
 
+    async def owner(partition: str) -> Stores:
+        return store.ports(await store.fence(partition))
+
     try:
-        yield Backend("mongo", store.ports(), dying.ports(), outlive)
+        yield Backend("mongo", store.ports(), dying.ports(), outlive, owner)
     finally:
         await store.drop(settings.mongodb_database)
         await store.close()

@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 from worker.domain.shared.ports import Stores
 from worker.settings import Settings
+from worker.store.fence import Fence
 from worker.store.mongo import MongoStore
 
 
@@ -52,5 +53,5 @@ class CrashingStore(MongoStore):
         store.trap = HangingWrites(getattr(store, port), write_first)
         return store
 
-    def ports(self) -> Stores:
-        return replace(super().ports(), **{self.port: cast(Any, self.trap)})
+    def ports(self, fence: Fence | None = None) -> Stores:
+        return replace(super().ports(fence), **{self.port: cast(Any, self.trap)})

@@ -18,6 +18,7 @@ from worker.domain.shared.profiles import ProfileWrite
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare as declare_queues
 from worker.settings import Settings
+from worker.store.fence import Fence
 from worker.store.mongo import MongoStore
 
 
@@ -87,8 +88,8 @@ class BrokenProfiles:
 class BrokenStore(MongoStore):
     """A store whose every profile write fails."""
 
-    def ports(self) -> Stores:
-        ports = super().ports()
+    def ports(self, fence: Fence | None = None) -> Stores:
+        ports = super().ports(fence)
         return replace(ports, profiles=cast(ProfileStore, BrokenProfiles(ports.profiles)))
 
 
@@ -130,8 +131,8 @@ async def test_a_poison_command_does_not_hold_back_its_batch(
     poison = new_id()
 
     class PoisonedStore(MongoStore):
-        def ports(self) -> Stores:
-            ports = super().ports()
+        def ports(self, fence: Fence | None = None) -> Stores:
+            ports = super().ports(fence)
             poisoned = PoisonedProfiles(ports.profiles, poison)
             return replace(ports, profiles=cast(ProfileStore, poisoned))
 

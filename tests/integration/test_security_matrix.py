@@ -54,6 +54,7 @@ from worker.runtime.client import CommandClient
 from worker.runtime.connection import connect
 from worker.runtime.replies import ORIGINAL_USER_HEADER
 from worker.settings import Settings
+from worker.store.fence import Fence
 from worker.store.mongo import MongoStore
 
 DB10_TOKEN = "test-customers-only-token-0123"
@@ -507,8 +508,8 @@ class TroubledStore(MongoStore):
     writes_fail_for: str | None = None
     claim_failed = False
 
-    def ports(self) -> Stores:
-        ports = super().ports()
+    def ports(self, fence: Fence | None = None) -> Stores:
+        ports = super().ports(fence)
         return replace(
             ports,
             ledger=cast(Ledger, _TroubledLedger(self, ports.ledger)),

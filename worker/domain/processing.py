@@ -32,7 +32,7 @@ from worker.domain.envelope import (
     Replayed,
 )
 from worker.domain.shared.ports import Busy, Ledger, Recorded, Stores, WriteStatus, Yours
-from worker.errors import InvalidCommand, Refusal
+from worker.errors import InvalidCommand, PartitionLost, Refusal
 
 MAX_ROUNDS = 8
 
@@ -175,6 +175,8 @@ class Batch:
                 self._outcomes[job.index] = Answered(result, events, job.command_id)
             elif status == "landed_before":
                 landed_before.append(job)
+            elif status == "fenced":
+                raise PartitionLost("a later owner of this partition wrote a planned document")
             else:
                 conflicts.append(job)
         await self._answer_as_recorded(landed_before)

@@ -18,9 +18,9 @@ from worker.domain.imports.processor import ImportProcessor
 from worker.domain.order import CommandKind
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
-from worker.errors import BrokerUnavailable, StoreUnavailable
+from worker.errors import BrokerUnavailable, PartitionLost, StoreUnavailable
 from worker.runtime.connection import connect, refused_access
-from worker.runtime.consumer import BatchConsumer, Processor
+from worker.runtime.consumer import BatchConsumer
 from worker.runtime.frames import install as install_lenient_frames
 from worker.runtime.health import Health
 from worker.runtime.ownership import Family, Ownership, Runner
@@ -29,9 +29,12 @@ from worker.runtime.router import RoutingStage
 from worker.runtime.topology import Route, command_routes, declare, partitions_of, routes
 from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
+from worker.store.fence import Fence
 from worker.store.mongo import MongoStore
 
 log = logging.getLogger("worker.app")
+
+CommandProcessors = type[ImportProcessor] | type[RelationProcessor]
 
 BROKER_ERRORS = (
     AMQPException,
@@ -39,6 +42,7 @@ BROKER_ERRORS = (
     ConnectionError,
     OSError,
     BrokerUnavailable,
+    PartitionLost,
 )
 
 
@@ -158,7 +162,7 @@ class Worker:
             await channel.set_qos(prefetch_count=settings.prefetch_count)
             queries = self._queries(await channel.get_underlay_channel(), publisher)
             self._ownership = Ownership(
-                connection, self._families(publisher), settings, self.health
+                connection, self._families(publisher), self._store.fence, settings, self.health
             )
             tasks += [
                 asyncio.create_task(queries.run(halt)),
@@ -204,26 +208,17 @@ class Worker:
         )
 
     def _families(self, publisher: Publisher) -> list[Family]:
-        """Each command queue's partitions, the processor of its commands and its router."""
-        settings, stores = self._settings, self._store.ports()
-        limit = settings.max_message_bytes
+        """Each command queue's partitions, what consumes one (a processor whose writes carry
+        the partition's epoch) and its routing stage."""
+        settings = self._settings
         imports, relations = command_routes(settings)
-        processors: list[tuple[Route, CommandKind, Processor]] = [
-            (imports, "imports", ImportProcessor(stores, _now, limit, self._owner)),
-            (relations, "relations", RelationProcessor(stores, _now, limit, self._owner)),
+        kinds: list[tuple[Route, CommandKind, CommandProcessors]] = [
+            (imports, "imports", ImportProcessor),
+            (relations, "relations", RelationProcessor),
         ]
         families = []
-        for route, kind, processor in processors:
+        for route, kind, processor in kinds:
             partitions = partitions_of(settings, route)
-            consumer = functools.partial(
-                BatchConsumer,
-                route=route,
-                processor=processor,
-                publisher=publisher,
-                store=self._store,
-                settings=settings,
-                health=self.health,
-            )
             router = functools.partial(
                 RoutingStage,
                 partitions=partitions,
@@ -231,8 +226,29 @@ class Worker:
                 publisher=publisher,
                 settings=settings,
             )
+            consumer = functools.partial(self._partition_consumer, route, processor, publisher)
             families.append(Family(partitions, consumer, router if partitions.routed else None))
         return families
+
+    def _partition_consumer(
+        self,
+        route: Route,
+        processor: CommandProcessors,
+        publisher: Publisher,
+        channel: RawChannel,
+        fence: Fence,
+    ) -> BatchConsumer:
+        settings, limit = self._settings, self._settings.max_message_bytes
+        stores = self._store.ports(fence)
+        return BatchConsumer(
+            channel,
+            route,
+            processor(stores, _now, limit, self._owner),
+            publisher,
+            self._store,
+            settings,
+            self.health,
+        )
 
     async def _finish(self, tasks: list[asyncio.Task[None]]) -> None:
         """Let the batches in hand finish within the grace period, then cancel them."""

@@ -27,7 +27,7 @@ from aiormq.abc import AbstractChannel
 
 from worker.contract.common import ResultModel
 from worker.domain.envelope import Deferred, Envelope, Failed, Outcome
-from worker.errors import StoreUnavailable
+from worker.errors import PartitionLost, StoreUnavailable
 from worker.observability import BATCH_SECONDS, BATCH_SIZE
 from worker.runtime.delivery import Delivery
 from worker.runtime.health import Health
@@ -174,7 +174,7 @@ class BatchConsumer:
         """The batch's outcomes; an unexpected failure is narrowed down to its messages."""
         try:
             return await self._processor.process(envelopes)
-        except StoreUnavailable:
+        except (StoreUnavailable, PartitionLost):
             raise
         except Exception as exc:
             if len(envelopes) == 1:

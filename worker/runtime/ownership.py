@@ -25,7 +25,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +33,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.abc import AbstractChannel as RawChannel
 
+from worker.errors import StoreUnavailable
 from worker.observability import (
     PARTITION_BACKLOG,
     PARTITION_HANDOFFS,
@@ -45,6 +46,7 @@ from worker.runtime.partitions import Partitions
 from worker.runtime.subscription import Subscription, subscribe
 from worker.runtime.waiting import sleep_unless
 from worker.settings import Settings
+from worker.store.fence import Fence
 
 log = logging.getLogger("worker.ownership")
 
@@ -131,11 +133,16 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class Family:
-    """A command queue's partitions, what consumes one, and (with P > 1) its routing stage."""
+    """A command queue's partitions, what consumes one (its writes carrying the epoch this
+    process took it at), and (with P > 1) its routing stage."""
 
     partitions: Partitions
-    consumer: Callable[[RawChannel], Runner]
+    consumer: Callable[[RawChannel, Fence], Runner]
     router: Callable[[RawChannel], Runner] | None = None
+
+
+Fences = Callable[[str], Awaitable[Fence]]
+"""The next epoch of a partition, drawn by the process that has just taken it."""
 
 
 @dataclass
@@ -174,11 +181,13 @@ class Ownership:
         self,
         connection: AbstractRobustConnection,
         families: Sequence[Family],
+        fences: Fences,
         settings: Settings,
         health: Health,
     ) -> None:
         self._connection = connection
         self._families = families
+        self._fences = fences
         self._settings = settings
         self._health = health
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -238,7 +247,7 @@ class Ownership:
         planned = moves(view, preference_of(self._owner, partitions.count))
         await asyncio.gather(*(self._release(held.partitions.pop(i)) for i in planned.release))
         for index in planned.take:
-            seat = await self._take(partitions.name(index), family.consumer)
+            seat = await self._take(partitions.name(index), self._fenced(family))
             if seat is not None:
                 held.partitions[index] = seat
         await self._signal_hunger(held, partitions, planned.hungry)
@@ -276,7 +285,14 @@ class Ownership:
         if held.router is not None:
             ROUTING_BACKLOG.labels(queue).set(waiting.message_count)
         elif waiting.consumer_count == 0:
-            held.router = await self._take(queue, family.router)
+            router = family.router
+            held.router = await self._take(queue, lambda _, channel: _ready(router(channel)))
+
+    def _fenced(self, family: Family) -> Callable[[str, RawChannel], Awaitable[Runner]]:
+        async def consumer(queue: str, channel: RawChannel) -> Runner:
+            return family.consumer(channel, await self._fences(queue))
+
+        return consumer
 
     async def _signal_hunger(self, held: _Held, partitions: Partitions, hungry: bool) -> None:
         assert self._poll is not None
@@ -292,8 +308,11 @@ class Ownership:
         ok = await self._poll.queue_declare(queue, passive=True)
         return Seen(ok.message_count or 0, ok.consumer_count or 0)
 
-    async def _take(self, queue: str, make: Callable[[RawChannel], Runner]) -> Seat | None:
-        """Consume `queue` exclusively; None when another process was quicker."""
+    async def _take(
+        self, queue: str, make: Callable[[str, RawChannel], Awaitable[Runner]]
+    ) -> Seat | None:
+        """Consume `queue` exclusively; None when another process was quicker, or when the
+        database cannot give its epoch now (it is taken again at a later poll)."""
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._settings.prefetch_count)
         raw = await channel.get_underlay_channel()
@@ -305,7 +324,13 @@ class Ownership:
                 raise
             await _closed(channel)
             return None
-        runner, halt = make(raw), asyncio.Event()
+        try:
+            runner = await make(queue, raw)
+        except StoreUnavailable as exc:
+            log.warning("partition left: no epoch", extra={"queue": queue, "error": str(exc)})
+            await _closed(channel)
+            return None
+        halt = asyncio.Event()
         task = asyncio.create_task(runner.run(halt, subscription))
         PARTITION_HANDOFFS.labels(_family_of(queue, self._held), "taken").inc()
         log.info("partition taken", extra={"queue": queue})
@@ -354,6 +379,10 @@ def _ended(seat: Seat) -> None:
 def _family_of(queue: str, held: dict[str, _Held]) -> str:
     """The command queue a consumed queue belongs to (metrics are labelled by it)."""
     return next((q for q in held if queue == q or queue.startswith(f"{q}.")), queue)
+
+
+async def _ready(runner: Runner) -> Runner:
+    return runner
 
 
 async def _ignore(message: object) -> None:

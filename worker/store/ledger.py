@@ -13,6 +13,7 @@ updates cost a scan on FerretDB). FerretDB has no TTL indexes, so old entries ar
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.store.bulk import bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.fence import FIELD as FENCE_FIELD
+from worker.store.fence import Fence, fenced_filter
 from worker.store.markers import Target, marker_of, removed_from
 from worker.store.server import ServerTraits
 
@@ -59,6 +62,14 @@ class MongoLedger:
         self._takeovers = db[TAKEOVERS]
         self._lease = timedelta(seconds=lease_seconds)
         self.lease_seconds = lease_seconds
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> MongoLedger:
+        """This ledger for the owner of one partition: the answers it records carry `fence`,
+        and never replace one that a later owner of the partition recorded."""
+        fenced = copy.copy(self)
+        fenced._fence = fence
+        return fenced
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -189,13 +200,17 @@ class MongoLedger:
         command planned again) are replaced."""
         if not documents:
             return
+        fence = self._fence
+        if fence is not None:
+            documents = [{**doc, FENCE_FIELD: {fence.key: fence.epoch}} for doc in documents]
         try:
             await self._answers.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             existing = [documents[index] for index in sorted(duplicate_indexes(exc))]
+            fenced = fence if self._server.fences_in_filters else None
             await bulk_write_chunked(
                 self._answers,
-                [ReplaceOne({"_id": doc["_id"]}, doc) for doc in existing],
+                [ReplaceOne(fenced_filter({"_id": doc["_id"]}, fenced), doc) for doc in existing],
                 self._server.bulk_chunk,
             )
 

@@ -18,6 +18,7 @@ from worker.domain.shared.identity import short_hash
 from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import Profile, ProfileWrite
 from worker.domain.shared.relations import Relation, RelationWrite
+from worker.store.fence import Fence
 
 MAX_MARKERS = 16
 """Markers kept per document; they matter only until the ledger says done."""
@@ -40,14 +41,17 @@ class Target:
 
 @dataclass(frozen=True)
 class Stamp:
-    """What a read saw of a document: the version to reserve after it, and its markers."""
+    """What a read saw of a document: the version to reserve after it, its markers, and the
+    epochs of the partition owners that wrote it (`fence.py`)."""
 
     version: int = 0
     markers: dict[str, int] = field(default_factory=dict)
+    fences: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> Stamp:
-        return cls(document.get("_v", 0), document.get("_applied") or {})
+        fences = document.get("_fence") or {}
+        return cls(document.get("_v", 0), document.get("_applied") or {}, fences)
 
     def pruned(self) -> tuple[str, ...]:
         """The oldest markers to drop so that, with a new one, at most MAX_MARKERS remain."""
@@ -66,22 +70,36 @@ W = TypeVar("W", ProfileWrite, RelationWrite)
 
 
 async def unless_landed_before(
-    writes: Sequence[W], write_fresh: Callable[[list[W]], Awaitable[list[WriteStatus]]]
+    writes: Sequence[W],
+    write_fresh: Callable[[list[W]], Awaitable[list[WriteStatus]]],
+    fence: Fence | None = None,
 ) -> list[WriteStatus]:
-    """Write only what did not land before: a write planned on a read that already carries its
-    command's marker (an earlier owner's write landed) is `landed_before`, untouched."""
-    before = [
-        w.command_id is not None and marker_of(w.command_id) in stamp_of(w.before).markers
-        for w in writes
-    ]
-    fresh = [write for write, landed in zip(writes, before, strict=True) if not landed]
+    """Write only what may still land: a write planned on a read that a later owner of the
+    writer's partition had written is `fenced`, and one planned on a read that already carries
+    its command's marker (an earlier owner's write landed) is `landed_before`; neither is
+    touched. The revision a writer then holds keeps every other writer away until it writes
+    (the filter of its write fences it past a stall, see `fence.py`)."""
+    before: list[WriteStatus | None] = []
+    for write in writes:
+        stamp = stamp_of(write.before)
+        if fence is not None and not fence.allows(stamp.fences):
+            before.append("fenced")
+        elif write.command_id is not None and marker_of(write.command_id) in stamp.markers:
+            before.append("landed_before")
+        else:
+            before.append(None)
+    fresh = [write for write, status in zip(writes, before, strict=True) if status is None]
     statuses = iter(await write_fresh(fresh) if fresh else [])
-    return ["landed_before" if landed else next(statuses) for landed in before]
+    return [next(statuses) if status is None else status for status in before]
 
 
-def landing(attempted: bool, marked: bool) -> WriteStatus:
-    """What a write read back after the bulk means: its own marker on its document after its
-    operation was sent is its write; the marker without its operation, an earlier owner's."""
+def landing(attempted: bool, marked: bool, overtaken: bool = False) -> WriteStatus:
+    """What a write read back after the bulk means: a document a later owner of the writer's
+    partition wrote is `fenced` (see `fence.py`); otherwise its own marker on its document
+    after its operation was sent is its write, and the marker without its operation, an
+    earlier owner's."""
+    if overtaken:
+        return "fenced"
     if not marked:
         return "conflict"
     return "applied" if attempted else "landed_before"

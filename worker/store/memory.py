@@ -30,6 +30,7 @@ from worker.domain.shared.catalog import (
     Token,
 )
 from worker.domain.shared.ports import Stores
+from worker.store.fence import Fence
 from worker.store.markers import removed_from
 from worker.store.memory_ledger import Clock, Document, MemoryLedger, utc_now
 from worker.store.memory_profiles import MemoryProfiles
@@ -113,19 +114,24 @@ class MemoryStore:
         self.ledger = MemoryLedger(clock, command_lease_seconds, documents)
         self.profiles = MemoryProfiles(clock, self.ledger)
         self.relations = MemoryRelations(clock, self.ledger)
+        self._epochs: dict[str, int] = {}
         documents.update(profiles=self.profiles.documents, relations=self.relations.documents)
         documents.update(
             {removed_from("profiles"): {}, removed_from("relations"): self.relations.removed}
         )
 
-    def ports(self) -> Stores:
-        """The domain's view of this store."""
-        return Stores(
-            catalog=self.catalog,
-            profiles=self.profiles,
-            relations=self.relations,
-            ledger=self.ledger,
-        )
+    def ports(self, fence: Fence | None = None) -> Stores:
+        """The domain's view of this store; with `fence`, that of one partition's owner.
+        Answers in memory are not fenced: one process holds them, so no stale owner can."""
+        if fence is None:
+            return Stores(self.catalog, self.profiles, self.relations, self.ledger)
+        profiles, relations = self.profiles.fenced(fence), self.relations.fenced(fence)
+        return Stores(self.catalog, profiles, relations, self.ledger)
+
+    async def fence(self, partition: str) -> Fence:
+        """The next epoch of `partition`."""
+        self._epochs[partition] = self._epochs.get(partition, 0) + 1
+        return Fence(partition, self._epochs[partition])
 
     async def forget_before(self, moment: datetime) -> int:
         """Sweep the ledger entries older than `moment`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Busy, Claim, Recorded, Yours
 from worker.domain.shared.profiles import Profile
 from worker.domain.shared.relations import Relation
+from worker.store.fence import Fence
 from worker.store.markers import (
     Stamp,
     Target,
@@ -43,9 +44,11 @@ class Document:
     state: Any
     version: int
     markers: dict[str, int]
+    fences: dict[str, int] = field(default_factory=dict)
+    """Epochs of the partition owners that wrote it (see `worker.store.fence`)."""
 
     def stamp(self) -> Stamp:
-        return Stamp(self.version, dict(self.markers))
+        return Stamp(self.version, dict(self.markers), dict(self.fences))
 
 
 @dataclass
@@ -164,6 +167,21 @@ class MemoryLedger:
 def read_stamped(document: Document) -> Any:
     """A copy of a stored profile or relation, stamped with what was read."""
     return replace(copy.deepcopy(document.state), stamp=document.stamp())
+
+
+def fenced_write(previous: Document | None, written: Document, fence: Fence | None) -> Document:
+    """`written`, carrying the epochs its document had and the writer's own."""
+    written.fences = {**(previous.fences if previous else {}), **fence_stamp_of(fence)}
+    return written
+
+
+def fence_stamp_of(fence: Fence | None) -> dict[str, int]:
+    return {fence.key: fence.epoch} if fence else {}
+
+
+def overtaken_document(fence: Fence | None, document: Document | None) -> bool:
+    """A later owner of the writer's partition wrote the document."""
+    return fence is not None and document is not None and not fence.allows(document.fences)
 
 
 def still_as_read(document: Document | None, before: Profile | Relation | None) -> bool:

@@ -10,12 +10,15 @@ from typing import Any
 
 from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite
+from worker.store.fence import Fence
 from worker.store.markers import Target, marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
     Document,
     MemoryLedger,
+    fenced_write,
     markers_after,
+    overtaken_document,
     read_stamped,
     still_as_read,
 )
@@ -29,6 +32,13 @@ class MemoryProfiles:
         self._ledger = ledger
         self.documents: dict[str, Document] = {}
         self.claims: dict[str, str] = {}
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> MemoryProfiles:
+        """The same profiles for the owner of one partition: its writes carry `fence`."""
+        fenced = copy.copy(self)
+        fenced._fence = fence
+        return fenced
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
         return {key: self.claims[key] for key in keys if key in self.claims}
@@ -75,10 +85,13 @@ class MemoryProfiles:
             marker = marker_of(write.command_id)
             document = self.documents.get(write.profile_id)
             status: WriteStatus = "conflict"
-            if document is not None and marker in document.markers:
+            if overtaken_document(self._fence, document):
+                status = "fenced"
+            elif document is not None and marker in document.markers:
                 status = "landed_before"
             elif ok and still_as_read(document, write.before):
-                self.documents[write.profile_id] = _written(write, document, marker, now)
+                written = _written(write, document, marker, now)
+                self.documents[write.profile_id] = fenced_write(document, written, self._fence)
                 status = "applied"
                 for key in write.releases:
                     if self.claims.get(key) == write.profile_id:

@@ -9,12 +9,15 @@ from datetime import datetime
 
 from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import INT64, Relation, RelationWrite
+from worker.store.fence import Fence
 from worker.store.markers import Target, marker_of, marker_time
 from worker.store.memory_ledger import (
     Clock,
     Document,
     MemoryLedger,
+    fenced_write,
     markers_after,
+    overtaken_document,
     read_stamped,
     still_as_read,
 )
@@ -31,6 +34,13 @@ class MemoryRelations:
         """The markers of removed relations (see `worker.store.markers.removed_from`)."""
         self.claims: dict[str, int] = {}
         self._last_id = 0
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> MemoryRelations:
+        """The same relations for the owner of one partition: its writes carry `fence`."""
+        fenced = copy.copy(self)
+        fenced._fence = fence
+        return fenced
 
     async def relations_by_keys(
         self, keys: Sequence[str]
@@ -79,6 +89,8 @@ class MemoryRelations:
         """Make one write if it may be made; whether it landed now, before, or not at all."""
         relation = write.relation
         document = self.documents.get(relation.relation_id)
+        if overtaken_document(self._fence, document):
+            return "fenced"
         if write.kind == "delete":
             if claimed and still_as_read(document, write.before):
                 if self.claims.get(relation.key) == relation.relation_id:
@@ -92,7 +104,8 @@ class MemoryRelations:
         if document is not None and marker in document.markers:
             return "landed_before"
         if claimed and still_as_read(document, write.before):
-            self.documents[relation.relation_id] = _relation_written(write, document, marker, now)
+            written = _relation_written(write, document, marker, now)
+            self.documents[relation.relation_id] = fenced_write(document, written, self._fence)
             return "applied"
         return "conflict"
 

@@ -12,6 +12,7 @@ from worker.domain.shared.ports import Stores
 from worker.settings import Settings
 from worker.store.catalog import CatalogRepository
 from worker.store.errors import translated, translated_now
+from worker.store.fence import EPOCHS, Fence, next_fence
 from worker.store.ledger import MongoLedger
 from worker.store.profiles import ProfileRepository
 from worker.store.relations import RelationRepository
@@ -37,6 +38,7 @@ class MongoStore:
         self.profiles = ProfileRepository(db, self.ledger, self.server)
         self.relations = RelationRepository(db, self.ledger, self.server)
         self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
+        self._epochs = db[EPOCHS]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -57,14 +59,21 @@ class MongoStore:
             command_lease_seconds=settings.command_lease_seconds,
         )
 
-    def ports(self) -> Stores:
-        """The domain's view of this store."""
+    def ports(self, fence: Fence | None = None) -> Stores:
+        """The domain's view of this store; with `fence`, that of one partition's owner,
+        whose writes never land after a later owner's (see `fence.py`)."""
+        if fence is None:
+            return Stores(self._catalog_reads, self.profiles, self.relations, self.ledger)
         return Stores(
-            catalog=self._catalog_reads,
-            profiles=self.profiles,
-            relations=self.relations,
-            ledger=self.ledger,
+            self._catalog_reads,
+            self.profiles.fenced(fence),
+            self.relations.fenced(fence),
+            self.ledger.fenced(fence),
         )
+
+    async def fence(self, partition: str) -> Fence:
+        """The next epoch of `partition`, for the process that has just taken it."""
+        return await next_fence(self._epochs, partition)
 
     async def ensure_indexes(self) -> None:
         """Prepare the database at start: learn the server's traits, create the indexes."""

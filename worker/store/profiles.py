@@ -9,6 +9,7 @@ the command after a crash can tell whether it landed (`worker.store.ledger`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +23,8 @@ from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import Profile, ProfileWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.fence import FIELD as FENCE_FIELD
+from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
 from worker.store.ledger import MongoLedger, WriteAhead
 from worker.store.markers import (
     Stamp,
@@ -51,6 +54,13 @@ class ProfileRepository:
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
         self._revisions = Revisions(db[REVISIONS], ledger.lease_seconds)
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> ProfileRepository:
+        """This repository for the owner of one partition: its writes carry `fence`."""
+        fenced = copy.copy(self)
+        fenced._fence, fenced._ledger = fence, self._ledger.fenced(fence)
+        return fenced
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -96,7 +106,7 @@ class ProfileRepository:
             return await self._profiles.count_documents({"account_id": account_id})
 
     async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
-        return await unless_landed_before(writes, self._write_fresh)
+        return await unless_landed_before(writes, self._write_fresh, self._fence)
 
     async def _write_fresh(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
         """Answers ahead, then claims, revisions, the profile writes, and which markers landed.
@@ -116,8 +126,9 @@ class ProfileRepository:
             )
             claimed = await self._claim(writes)
             eligible = await self._take_revisions(writes, claimed, now)
+            filter_fence = self._fence if self._server.fences_in_filters else None
             operations = [
-                _operation(write, marker, now)
+                _operation(write, marker, now, self._fence, filter_fence)
                 for write, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
@@ -133,6 +144,13 @@ class ProfileRepository:
             )
             await self._release(
                 [w for w, status in zip(writes, statuses, strict=True) if status == "applied"]
+            )
+            await self._revisions.release(
+                [
+                    (w.profile_id, stamp_of(w.before).version)
+                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
+                    if status == "fenced" and ok and w.before is not None
+                ]
             )
         return statuses
 
@@ -191,12 +209,15 @@ class ProfileRepository:
         self, writes: Sequence[ProfileWrite], markers: list[str], attempted: list[bool]
     ) -> list[WriteStatus]:
         ids = [ObjectId(write.profile_id) for write in writes]
-        docs = await self._profiles.find({"_id": {"$in": ids}}, {"_applied": 1}).to_list()
-        applied = {str(doc["_id"]): doc.get("_applied") or {} for doc in docs}
-        return [
-            landing(sent, marker in applied.get(write.profile_id, {}))
-            for write, marker, sent in zip(writes, markers, attempted, strict=True)
-        ]
+        projection = {"_applied": 1, FENCE_FIELD: 1}
+        docs = await self._profiles.find({"_id": {"$in": ids}}, projection).to_list()
+        found = {str(doc["_id"]): doc for doc in docs}
+        statuses = []
+        for write, marker, sent in zip(writes, markers, attempted, strict=True):
+            doc = found.get(write.profile_id)
+            marked = marker in ((doc or {}).get("_applied") or {})
+            statuses.append(landing(sent, marked, overtaken(self._fence, doc)))
+        return statuses
 
     async def _release(self, writes: Sequence[ProfileWrite]) -> None:
         releases = [
@@ -220,13 +241,19 @@ def _profile(doc: dict[str, Any]) -> Profile:
 
 
 def _operation(
-    write: ProfileWrite, marker: str, now: datetime
+    write: ProfileWrite,
+    marker: str,
+    now: datetime,
+    fence: Fence | None,
+    filter_fence: Fence | None,
 ) -> InsertOne[dict[str, Any]] | UpdateOne:
     """The MongoDB operation for one planned write. Field names were checked by the schema.
 
-    An update filters on `_id` alone: its writer holds the revision `expected_version + 1`, so
-    no other writer can change the profile between its planning read and this write, and a
-    filter of `_id` alone costs a quarter of a compound one on FerretDB (bench/RESULTS.md).
+    An update filters on `_id` (and its writer's `filter_fence`, see `fence.py`; none on a
+    server that would scan for it; every write leaves `fence`'s epoch): its writer holds the
+    revision `expected_version + 1`, so no other writer can change the profile between its
+    planning read and this write, and a filter of `_id` alone costs a quarter of a compound
+    one on FerretDB (bench/RESULTS.md).
     """
     changes, marked_at = write.changes, marker_time(now)
     if write.create:
@@ -239,17 +266,19 @@ def _operation(
                 "fields": fields,
                 "_v": 1,
                 "_applied": {marker: marked_at},
+                **({FENCE_FIELD: {fence.key: fence.epoch}} if fence else {}),
                 "subs": write.subscriptions,
                 "created_at": now,
                 "updated_at": now,
             }
         )
-    condition: dict[str, Any] = {"_id": ObjectId(write.profile_id)}
+    condition = fenced_filter({"_id": ObjectId(write.profile_id)}, filter_fence)
     update: dict[str, Any] = {
         "$set": {
             **{f"fields.{name}": value for name, value in changes.set.items()},
             **{f"subs.{slot}": sub for slot, sub in write.subscriptions.items()},
             f"_applied.{marker}": marked_at,
+            **fence_stamp(fence),
             "updated_at": now,
         },
         "$inc": {**{f"fields.{name}": delta for name, delta in changes.inc.items()}, "_v": 1},

@@ -10,6 +10,7 @@ next version first (`worker.store.revisions`).
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import Relation, RelationWrite
 from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
+from worker.store.fence import FIELD as FENCE_FIELD
+from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
 from worker.store.ledger import MongoLedger, WriteAhead
 from worker.store.markers import (
     Stamp,
@@ -60,6 +63,14 @@ class RelationRepository:
         self._blocks = db[ID_BLOCKS]
         self._free_ids: list[int] = []
         self._allocating = asyncio.Lock()
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> RelationRepository:
+        """This repository for the owner of one partition: its writes carry `fence`. Copies
+        share the relation ids reserved so far (one process, one allocator)."""
+        fenced = copy.copy(self)
+        fenced._fence, fenced._ledger = fence, self._ledger.fenced(fence)
+        return fenced
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -111,7 +122,7 @@ class RelationRepository:
                     continue
 
     async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
-        return await unless_landed_before(writes, self._write_fresh)
+        return await unless_landed_before(writes, self._write_fresh, self._fence)
 
     async def _write_fresh(self, writes: list[RelationWrite]) -> list[WriteStatus]:
         """Answers ahead, claims for creations, revisions for the rest, then the writes.
@@ -146,8 +157,9 @@ class RelationRepository:
             ]
             await self._keep_markers(deletes, now)
             await self._release(deletes)
+            fence = self._fence if self._server.fences_in_filters else None
             operations = [
-                _operation(w, marker, now)
+                _operation(w, marker, now, self._fence, fence)
                 for w, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
@@ -156,7 +168,22 @@ class RelationRepository:
             ) and all(eligible)
             if all_applied:
                 return ["applied"] * len(writes)
-            return await self._landed(writes, markers, eligible)
+            statuses = await self._landed(writes, markers, eligible)
+            await self._restore_claims(
+                [
+                    w
+                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
+                    if status == "fenced" and ok and w.kind == "delete"
+                ]
+            )
+            await self._revisions.release(
+                [
+                    (w.relation.relation_id, stamp_of(w.before).version)
+                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
+                    if status == "fenced" and ok and w.kind != "create"
+                ]
+            )
+            return statuses
 
     async def _claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
         """Claim the key of every creation; False where the key names another relation."""
@@ -211,19 +238,36 @@ class RelationRepository:
                 self._server.bulk_chunk,
             )
 
+    async def _restore_claims(self, deletes: Sequence[RelationWrite]) -> None:
+        """A fenced deletion released its relation's key before its delete was refused (a
+        writer stalled past its revision's lease): the relation is still there, so its key
+        is claimed for it again."""
+        if not deletes:
+            return
+        documents = [
+            {"_id": w.relation.key, "relation_id": w.relation.relation_id} for w in deletes
+        ]
+        try:
+            await self._claims.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            duplicate_indexes(exc)  # still claimed: nothing to restore
+
     async def _landed(
         self, writes: Sequence[RelationWrite], markers: list[str], attempted: list[bool]
     ) -> list[WriteStatus]:
         """Deletions landed if the relation is gone; the rest if it carries their marker."""
-        present = await self.relations_by_ids([write.relation.relation_id for write in writes])
+        ids = [write.relation.relation_id for write in writes]
+        docs = await self._relations.find({"_id": {"$in": ids}}).to_list()
+        present = {doc["_id"]: doc for doc in docs}
         statuses: list[WriteStatus] = []
         for write, marker, sent in zip(writes, markers, attempted, strict=True):
-            relation = present.get(write.relation.relation_id)
+            doc = present.get(write.relation.relation_id)
+            later_owner = overtaken(self._fence, doc)
             if write.kind == "delete":
-                statuses.append(landing(sent, relation is None))
+                statuses.append(landing(sent, doc is None, later_owner))
             else:
-                marked = relation is not None and marker in stamp_of(relation).markers
-                statuses.append(landing(sent, marked))
+                marked = doc is not None and marker in (doc.get("_applied") or {})
+                statuses.append(landing(sent, marked, later_owner))
         return statuses
 
     async def forget_revisions_before(self, moment: datetime) -> None:
@@ -320,14 +364,20 @@ def _target(write: RelationWrite) -> Target:
 
 
 def _operation(
-    write: RelationWrite, marker: str, now: datetime
+    write: RelationWrite,
+    marker: str,
+    now: datetime,
+    fence: Fence | None,
+    filter_fence: Fence | None,
 ) -> InsertOne[dict[str, Any]] | UpdateOne | DeleteOne:
     """The MongoDB operation for one planned write. Property names were checked against the
-    relation type; the writer holds the relation's next version, so `_id` alone is filter
-    enough."""
+    relation type; the writer holds the relation's next version, so `_id` is filter enough,
+    with the writer's `filter_fence` (see `fence.py`; none on a server that would scan for
+    it). Every write leaves `fence`'s epoch."""
     relation = write.relation
+    condition = fenced_filter({"_id": relation.relation_id}, filter_fence)
     if write.kind == "delete":
-        return DeleteOne({"_id": relation.relation_id})
+        return DeleteOne(condition)
     values = {
         "props": relation.props,
         "relation_to_a": relation.relation_to_a,
@@ -349,14 +399,15 @@ def _operation(
                 **values,
                 "_v": 1,
                 "_applied": {marker: marker_time(now)},
+                **({FENCE_FIELD: {fence.key: fence.epoch}} if fence else {}),
                 "created_at": now,
             }
         )
     update: dict[str, Any] = {
-        "$set": {**values, f"_applied.{marker}": marker_time(now)},
+        "$set": {**values, f"_applied.{marker}": marker_time(now), **fence_stamp(fence)},
         "$inc": {"_v": 1},
     }
     pruned = stamp_of(write.before).pruned()
     if pruned:
         update["$unset"] = {f"_applied.{name}": "" for name in pruned}
-    return UpdateOne({"_id": relation.relation_id}, update)
+    return UpdateOne(condition, update)

@@ -59,6 +59,13 @@ class Revisions:
                 )
         return taken
 
+    async def release(self, versions: Sequence[tuple[object, int]]) -> None:
+        """Give back reservations whose writes will never be made (a fenced writer's), so the
+        next writer need not wait for them to be stranded."""
+        if versions:
+            names = [f"{doc_id}:{expected + 1}" for doc_id, expected in versions]
+            await self._collection.delete_many({"_id": {"$in": names}})
+
     async def forget_before(self, moment: datetime) -> None:
         """Old revisions only guard versions no planner will ask for again."""
         await self._collection.delete_many({"at": {"$lt": moment}})

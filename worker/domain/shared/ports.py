@@ -40,10 +40,12 @@ class CatalogReader(CredentialReader, Protocol):
     async def relation_types(self, account_id: int) -> tuple[RelationType, ...]: ...
 
 
-WriteStatus = Literal["applied", "conflict", "landed_before"]
+WriteStatus = Literal["applied", "conflict", "landed_before", "fenced"]
 """`conflict`: another writer changed the document since it was read; plan again.
 `landed_before`: the command's effect was already on the document (an earlier owner of the
-command wrote it): nothing was written, and the ledger holds the answer that goes with it."""
+command wrote it): nothing was written, and the ledger holds the answer that goes with it.
+`fenced`: a later owner of the writer's partition wrote the document: this process lost the
+partition, and its batch goes back to the broker unanswered."""
 
 
 class ProfileStore(Protocol):

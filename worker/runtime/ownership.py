@@ -282,9 +282,8 @@ class Ownership:
         assert family.router is not None
         queue = family.partitions.queue
         waiting = await self._declared(queue)
-        if held.router is not None:
-            ROUTING_BACKLOG.labels(queue).set(waiting.message_count)
-        elif waiting.consumer_count == 0:
+        ROUTING_BACKLOG.labels(queue).set(waiting.message_count if held.router else 0)
+        if held.router is None and waiting.consumer_count == 0:
             router = family.router
             held.router = await self._take(queue, lambda _, channel: _ready(router(channel)))
 

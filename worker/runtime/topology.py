@@ -108,9 +108,16 @@ async def declare_partitions(channel: AbstractChannel, settings: Settings, route
         await _declare_queue(channel, name, SIGNAL_QUEUE)
     if not partitions.routed:
         return
-    exchange = await channel.declare_exchange(
-        partitions.exchange, ExchangeType.X_CONSISTENT_HASH, durable=True
-    )
+    try:
+        exchange = await channel.declare_exchange(
+            partitions.exchange, ExchangeType.X_CONSISTENT_HASH, durable=True
+        )
+    except aiormq.exceptions.ConnectionCommandInvalid as exc:
+        raise ConfigurationError(
+            f"the broker refused the partition exchange '{partitions.exchange}': {exc}. "
+            "PW_PARTITIONS > 1 needs RabbitMQ's consistent-hash exchange: "
+            "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"
+        ) from exc
     arguments = command_queue_arguments(settings, route)
     for name in partitions.names:
         queue = await _declare_queue(channel, name, arguments)

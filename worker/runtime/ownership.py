@@ -155,6 +155,9 @@ class Seat:
     runner: Runner
     halt: asyncio.Event
     task: asyncio.Task[None]
+    standing_by: int = 0
+    """Polls in a row at which it looked like another process's standby (see
+    `_release_contested`)."""
 
     @property
     def gone(self) -> bool:
@@ -270,11 +273,15 @@ class Ownership:
             _ended(router)
 
     async def _release_contested(self, held: _Held, seen: Sequence[Seen]) -> None:
-        """Quorum queues accept a second exclusive consumer (the single-active argument keeps
-        it from being delivered to): a held partition with another consumer that never sent
-        this process a delivery is someone else's, and is let go."""
+        """Quorum queues accept a second exclusive consumer and keep it waiting behind the
+        active one (the single-active argument); a waiting consumer is not even counted. A
+        held partition that, at two polls in a row, has another consumer, or ready commands
+        while this process was never sent one, is someone else's: it is let go."""
         for index, seat in list(held.partitions.items()):
-            if seen[index].consumer_count > 1 and seat.subscription.received == 0:
+            waiting, never_sent = seen[index], seat.subscription.received == 0
+            standby = never_sent and (waiting.consumer_count > 1 or waiting.message_count > 0)
+            seat.standing_by = seat.standing_by + 1 if standby else 0
+            if seat.standing_by >= 2:
                 await self._release(held.partitions.pop(index))
 
     async def _route(self, family: Family, held: _Held) -> None:

@@ -51,3 +51,16 @@ async def test_a_stale_owner_cannot_change_or_remove_a_relation_after_its_succes
     assert await stale.relations.write([relation_write("delete", now, now, "gone")]) == ["fenced"]
     [kept] = (await backend.stores.relations.relations_by_ids([new.relation_id])).values()
     assert kept.props == {"weight": 2}
+
+
+async def test_the_owners_of_two_partitions_in_one_process_never_share_a_relation_id(
+    backend: Backend,
+) -> None:
+    first, second = await backend.owner(PARTITION), await backend.owner(OTHER)
+    ids = [
+        *await first.relations.new_relation_ids(1),
+        *await second.relations.new_relation_ids(1),
+        *await first.relations.new_relation_ids(150),
+        *await second.relations.new_relation_ids(150),
+    ]
+    assert len(set(ids)) == len(ids) == 302

@@ -186,13 +186,19 @@ async def removed(settings: Settings) -> None:
     await client.close()
 
 
+MOST_PARTITIONS = 8
+"""Partition queues are deleted up to this many, whatever P the settings name: a test may run
+its workers with more partitions than its fixture's settings (deleting a missing queue is a
+no-op)."""
+
+
 async def delete_topology(
     connection: aio_pika.abc.AbstractConnection, settings: Settings, also: Sequence[str] = ()
 ) -> None:
     """The queues named by a run's own settings and `also`, and its exchanges, so that runs
     sharing a broker (tests, fuzzing, floods, chaos) leave nothing behind. A refused delete
     closes its channel: the next one gets a new channel."""
-    queues, exchanges = topology_names(settings)
+    queues, exchanges = topology_names(settings.model_copy(update={"partitions": MOST_PARTITIONS}))
     channel = await connection.channel()
     for name, is_queue in [
         *((q, True) for q in [*queues, *also]),

@@ -238,7 +238,7 @@ class Ownership:
         members = max(1, (await self._declared(partitions.members)).consumer_count)
         hungry = (await self._declared(partitions.hungry)).consumer_count
         seen = [await self._declared(name) for name in partitions.names]
-        await self._release_contested(held, seen)
+        await self._release_contested(held, seen, -(-partitions.count // members))
         free = {i for i, ok in enumerate(seen) if ok.consumer_count == 0} - set(held.partitions)
         view = View(
             partitions.count,
@@ -272,15 +272,19 @@ class Ownership:
             router, held.router = held.router, None
             _ended(router)
 
-    async def _release_contested(self, held: _Held, seen: Sequence[Seen]) -> None:
-        """Quorum queues accept a second exclusive consumer and keep it waiting behind the
-        active one (the single-active argument); a waiting consumer is not even counted. A
-        held partition that, at two polls in a row, has another consumer, or ready commands
-        while this process was never sent one, is someone else's: it is let go."""
+    async def _release_contested(self, held: _Held, seen: Sequence[Seen], ceil: int) -> None:
+        """Quorum queues accept a second exclusive consumer and keep it waiting, uncounted,
+        behind the active one (the single-active argument), so two processes taking one free
+        partition at once may both believe they hold it. A held partition that never sent
+        this process a delivery while it has another consumer or ready commands, or while
+        this process is at its ceiling with a partition left free, at two polls in a row, is
+        let go (a real owner that lets go hands over in order, as always)."""
+        free = any(ok.consumer_count == 0 for i, ok in enumerate(seen) if i not in held.partitions)
+        crowded = free and len(held.partitions) >= ceil
         for index, seat in list(held.partitions.items()):
             waiting, never_sent = seen[index], seat.subscription.received == 0
-            standby = never_sent and (waiting.consumer_count > 1 or waiting.message_count > 0)
-            seat.standing_by = seat.standing_by + 1 if standby else 0
+            suspect = waiting.consumer_count > 1 or waiting.message_count > 0 or crowded
+            seat.standing_by = seat.standing_by + 1 if never_sent and suspect else 0
             if seat.standing_by >= 2:
                 await self._release(held.partitions.pop(index))
 

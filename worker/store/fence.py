@@ -22,8 +22,10 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from worker.domain.shared.identity import short_hash
+from worker.errors import StoreUnavailable
 from worker.store.errors import translated
 
 FIELD = "_fence"
@@ -74,13 +76,20 @@ def overtaken(fence: Fence | None, document: Mapping[str, Any] | None) -> bool:
 
 async def next_fence(epochs: AsyncCollection[dict[str, Any]], partition: str) -> Fence:
     """The partition's next epoch, for a process that has just taken it. Only its consumer
-    draws one, and the broker lets one consume at a time, so the `$inc` needs no isolation."""
+    draws one, and the broker lets one consume at a time, so the `$inc` needs no isolation;
+    two processes taking a quorum partition at once (see `ownership.py`) may both upsert its
+    first epoch, and the one that loses reads the document the other made."""
     async with translated():
-        document = await epochs.find_one_and_update(
-            {"_id": partition},
-            {"$inc": {"epoch": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-    assert document is not None  # an upsert returning the document after it
-    return Fence(partition, int(document["epoch"]))
+        for _ in range(3):
+            try:
+                document = await epochs.find_one_and_update(
+                    {"_id": partition},
+                    {"$inc": {"epoch": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:  # two first upserts at once: the document exists now
+                continue
+            assert document is not None  # an upsert returns the document after it
+            return Fence(partition, int(document["epoch"]))
+    raise StoreUnavailable(f"no epoch for partition {partition}: concurrent first upserts")

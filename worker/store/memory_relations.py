@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -33,7 +34,8 @@ class MemoryRelations:
         self.removed: dict[int, Document] = {}
         """The markers of removed relations (see `worker.store.markers.removed_from`)."""
         self.claims: dict[str, int] = {}
-        self._last_id = 0
+        self._ids = itertools.count(1)
+        """Shared by every fenced copy, like the MongoDB store's blocks."""
         self._fence: Fence | None = None
 
     def fenced(self, fence: Fence) -> MemoryRelations:
@@ -58,9 +60,7 @@ class MemoryRelations:
         }
 
     async def new_relation_ids(self, count: int) -> list[int]:
-        start = self._last_id + 1
-        self._last_id += count
-        return list(range(start, start + count))
+        return [next(self._ids) for _ in range(count)]
 
     async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
         """Answers ahead, the key of each creation, then each write if its relation is still

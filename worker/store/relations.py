@@ -101,13 +101,15 @@ class RelationRepository:
         return {doc["_id"]: _relation(doc) for doc in docs}
 
     async def new_relation_ids(self, count: int) -> list[int]:
-        """`count` fresh relation ids, from blocks this process reserved."""
+        """`count` fresh relation ids, from blocks this process reserved. The list of free ids
+        is changed in place: every fenced copy of this repository shares it."""
         async with self._allocating:
             while len(self._free_ids) < count:
                 block = await self._reserve_block()
                 start = block * ID_BLOCK_SIZE + 1
-                self._free_ids += range(start, start + ID_BLOCK_SIZE)
-            taken, self._free_ids = self._free_ids[:count], self._free_ids[count:]
+                self._free_ids.extend(range(start, start + ID_BLOCK_SIZE))
+            taken = self._free_ids[:count]
+            del self._free_ids[:count]
         return taken
 
     async def _reserve_block(self) -> int:

@@ -63,9 +63,12 @@ async def test_a_stalled_owner_past_its_lease_cannot_write_after_its_successor(
     StallingProfiles.reached, StallingProfiles.wake = asyncio.Event(), asyncio.Event()
     StallingProfiles.written = asyncio.Event()
     StallingProfiles.statuses = []
+    successor = MongoStore.from_settings(short)  # A's lease and revision expire soon
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     try:
         cut_off = short.model_copy(update={"amqp_url": through(short.amqp_url, proxy)})
-        await start_worker(with_store=stalling, with_settings=cut_off)
+        _, stopping, task = await start_worker(with_store=stalling, with_settings=cut_off)
+        running.append((stopping, task))
         email = "stalled@example.com"
         await client.send(short.import_queue, command(email, data={"age": 1}), message_id=new_id())
         [created] = await client.replies(1, timeout=30)
@@ -77,8 +80,8 @@ async def test_a_stalled_owner_past_its_lease_cannot_write_after_its_successor(
         await asyncio.wait_for(StallingProfiles.reached.wait(), 30)
         await proxy.cut()  # the broker gives its partition away; it sleeps on
 
-        successor = MongoStore.from_settings(short)  # A's lease and revision expire soon
-        await start_worker(with_store=successor, with_settings=short)
+        _, stopping, task = await start_worker(with_store=successor, with_settings=short)
+        running.append((stopping, task))
         [answer] = await client.replies(1, timeout=60)
         assert answer["error"] == 0
         doc = await mongo.profiles.find_one({"fields.email": email})
@@ -91,4 +94,9 @@ async def test_a_stalled_owner_past_its_lease_cannot_write_after_its_successor(
         assert doc["fields"]["age"] == 2, "applied once: the stale write did not land"
     finally:
         StallingProfiles.wake.set()
+        for stopping, _ in running:  # stopped before their stores are closed
+            stopping.set()
+        await asyncio.gather(*(task for _, task in running), return_exceptions=True)
         await proxy.cut()
+        await stalling.close()
+        await successor.close()

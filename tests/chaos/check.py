@@ -3,6 +3,12 @@ serves the integration test, the by-hand driver and a run on the in-memory store
 
 The worker's ids are mapped through what it stored: each profile key to the stored profile of
 that email, each relation incarnation to the one `relation_id` its answers carry.
+
+Order per key is also checked directly, whatever the model says: the commands of one order key
+(SPEC §9, as the worker derives it) that caused events must have been decided in the order
+they were first published, by the `occurred_at` of their events (the time of the round that
+decided them, kept by the ledger for events published again), however many processes shared
+the key's partition over time.
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from tests.chaos.generator import Message
 from tests.chaos.model import Answer, Expected, Model, ProfileKey, RelationKey, RelationState
+from worker.domain.order import order_key_of
 
 Incarnation = tuple[RelationKey, int]
 
@@ -34,6 +44,8 @@ class Findings:
     unexpected_events: list[str] = field(default_factory=list)
     divergent_events: list[str] = field(default_factory=list)
     """Events of one id published more than once with different contents."""
+    out_of_order: list[str] = field(default_factory=list)
+    """Commands decided before a command of their order key published ahead of them."""
     codes: Counter[tuple[int, int]] = field(default_factory=Counter)
     """Wrong answers by (expected error, answered error), e.g. (0, 500) for valid commands
     that ran out of retries."""
@@ -63,9 +75,13 @@ def check(
     events: Iterable[dict[str, Any]],
     profiles: Iterable[dict[str, Any]],
     relations: Iterable[dict[str, Any]],
+    published: Sequence[Message] = (),
 ) -> Findings:
-    """`copies`: how many times each message id was published (and confirmed), at least."""
+    """`copies`: how many times each message id was published (and confirmed), at least;
+    `published`: the messages in publish order, for the order per key (none: not checked)."""
+    events = list(events)
     found = Findings()
+    _compare_order(published, events, found)
     ids = _profile_ids(profiles, found)
     keys = {profile_id: key for key, (profile_id, _) in ids.items()}
     _compare_profiles(model, ids, found)
@@ -234,6 +250,35 @@ def _compare_events(
             found.unexpected_events.append(f"{message_id} {name}: {problem}; expected {expected}")
     for message_id, name in seen.keys() - wanted.keys():
         found.unexpected_events.append(f"{message_id} {name}: {seen[(message_id, name)]}")
+
+
+def _compare_order(
+    published: Sequence[Message], events: Iterable[dict[str, Any]], found: Findings
+) -> None:
+    """Per order key, the commands that caused events, in the order of their first copy: the
+    time each was decided (its events' earliest `occurred_at`) must never go back."""
+    decided: dict[str, str] = {}
+    for event in events:
+        message_id, when = str(event.get("message_id")), str(event.get("occurred_at"))
+        decided[message_id] = min(when, decided.get(message_id, when))  # RFC 3339, one format
+    latest: dict[str, tuple[str, str]] = {}
+    seen: set[str] = set()
+    for message in published:
+        if message.message_id in seen:
+            continue  # a later copy: its position says nothing
+        seen.add(message.message_id)
+        at = decided.get(message.message_id)
+        key = order_key_of(message.queue, orjson.dumps(message.body), 1 << 20)
+        if at is None or key is None:
+            continue
+        ahead = latest.get(key)
+        if ahead is not None and at < ahead[1]:
+            found.out_of_order.append(
+                f"{message.message_id}: decided at {at}, before {ahead[0]} ({ahead[1]}), "
+                f"published ahead of it, key {key}"
+            )
+        if ahead is None or at > ahead[1]:
+            latest[key] = (message.message_id, at)
 
 
 def _content(event: dict[str, Any]) -> dict[str, Any]:

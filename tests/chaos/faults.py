@@ -1,7 +1,14 @@
-"""The faults of a chaos run: the worker process killed with SIGKILL and restarted, the broker
+"""The faults of a chaos run: a worker process killed with SIGKILL and restarted, the broker
 restarted (or, for development, its connections cut through a proxy), the database made
-unreachable through a proxy. One worker process runs at a time, so each queue is still applied
-in queue order by one process, which is what the reference model assumes."""
+unreachable through a proxy, and with several processes a process joining and one leaving
+with SIGTERM (scale up, scale down).
+
+The worker runs as a pool of `python -m worker run` processes sharing the command queues' P
+partitions (one process by default). Each partition is consumed by one process at a time and
+a dead process's partitions are taken over, so the commands of one order key are still
+applied in queue order, which is what the reference model assumes. A kill strikes one live
+process, drawn from the run's seed; the broker restart and the database cut strike them all.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,28 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
+
+import orjson
 
 from tests.chaos.harness import until
 from tests.integration.proxy import TcpProxy
 
 BrokerFault = Literal["restart", "proxy"]
+
+HANDOFF_MESSAGES = ("partition taken", "partition released")
+"""What `worker.runtime.ownership` logs (INFO) when it takes or hands over a partition (with
+P = 1: the command queue itself)."""
+
+SETTLED_SECONDS = 5.0
+"""How long a process must have run before it may leave (a worker is ready in 1 to 3 s)."""
+
+
+Fault = Literal["kill", "broker", "database", "join", "leave"]
 
 
 @dataclass(frozen=True)
@@ -30,21 +50,36 @@ class FaultPlan:
     kills: tuple[float, ...]
     broker: tuple[float, ...]
     database: tuple[float, ...]
+    joins: tuple[float, ...] = ()
+    """A process more is started (scale up)."""
+    leaves: tuple[float, ...] = ()
+    """A live process is stopped with SIGTERM and not restarted (scale down)."""
 
     @classmethod
-    def drawn(cls, seed: int, kills: int, broker: int, database: int) -> FaultPlan:
+    def drawn(
+        cls, seed: int, kills: int, broker: int, database: int, joins: int = 0, leaves: int = 0
+    ) -> FaultPlan:
+        """Joins and leaves are drawn apart, so a plan without them is the one it always was."""
         chance = random.Random(seed * 7919 + 1)
         points = sorted(chance.uniform(0.08, 0.75) for _ in range(kills + broker + database))
         chance.shuffle(points)
+        scaling = random.Random(seed * 7919 + 2)
+        moves = [scaling.uniform(0.08, 0.75) for _ in range(joins + leaves)]
         return cls(
             tuple(sorted(points[:kills])),
             tuple(sorted(points[kills : kills + broker])),
             tuple(sorted(points[kills + broker :])),
+            tuple(sorted(moves[:joins])),
+            tuple(sorted(moves[joins:])),
         )
 
-    def in_order(self) -> list[tuple[float, str]]:
-        faults = [(p, "kill") for p in self.kills] + [(p, "broker") for p in self.broker]
-        return sorted(faults + [(p, "database") for p in self.database])
+    def in_order(self) -> list[tuple[float, Fault]]:
+        faults: list[tuple[float, Fault]] = [(p, "kill") for p in self.kills]
+        faults += [(p, "broker") for p in self.broker]
+        faults += [(p, "database") for p in self.database]
+        faults += [(p, "join") for p in self.joins]
+        faults += [(p, "leave") for p in self.leaves]
+        return sorted(faults)
 
 
 @dataclass
@@ -61,11 +96,26 @@ class WorkerProcess:
     kills: int = 0
     crashes: int = 0
     peak_rss_mib: float = 0.0
+    forced: bool = False
+    """Whether `stop` had to kill it: SIGTERM did not end it within the minute."""
+    started_at: float = 0.0
+    """When it was last started (monotonic)."""
     _process: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = None
     _expected_exit: bool = False
     _watch: asyncio.Task[None] | None = None
     _exits: list[int] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        """Running, and not being stopped or killed."""
+        running = self._process is not None and self._process.returncode is None
+        return running and not self._expected_exit
+
+    @property
+    def exits(self) -> list[int]:
+        """The exit codes of every process it ran, in order (-9: killed)."""
+        return list(self._exits)
 
     async def start(self) -> None:
         self._log = self._log or self.log_path.open("ab")
@@ -73,6 +123,7 @@ class WorkerProcess:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker", "run", env=dict(self.env), stderr=self._log
         )
+        self.started_at = time.monotonic()
         self.starts += 1
         self._watch = asyncio.create_task(self._watched(self._process))
 
@@ -81,26 +132,53 @@ class WorkerProcess:
         process = self._running()
         self._sample(process.pid)
         self._expected_exit = True
-        process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ended just now: killed all the same
+            process.send_signal(signal.SIGKILL)
         await self._stopped()
         self.kills += 1
         await asyncio.sleep(restart_after)
         await self.start()
 
     async def stop(self) -> None:
-        """SIGTERM: the graceful shutdown, at the end of a run."""
+        """SIGTERM: the graceful shutdown, at the end of a run or when a process leaves."""
+        while self._restarting():
+            assert self._watch is not None
+            await self._watch  # a crashed process is started again first, then stopped
         if self._process is None or self._process.returncode is not None:
+            self._close_log()
             return
         self._sample(self._process.pid)
         self._expected_exit = True
         self._process.terminate()
         try:
-            await asyncio.wait_for(self._stopped(), 60)
+            await asyncio.wait_for(asyncio.shield(self._stopped()), 60)
         except TimeoutError:
+            self.forced = True
             self._process.kill()
             await self._stopped()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
+            self._log = None
+
+    def logged(self, messages: Collection[str]) -> Counter[str]:
+        """How often its log (JSON lines) has each of `messages`."""
+        found: Counter[str] = Counter()
+        with contextlib.suppress(OSError), self.log_path.open("rb") as lines:
+            for line in lines:
+                if line.startswith(b"{"):
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        message = orjson.loads(line).get("msg")
+                        if message in messages:
+                            found[message] += 1
+        return found
+
+    def _restarting(self) -> bool:
+        """It exited on its own and its watcher is about to start it again."""
+        ended = self._process is not None and self._process.returncode is not None
+        return ended and self._watch is not None and not self._watch.done()
 
     def _running(self) -> asyncio.subprocess.Process:
         assert self._process is not None, "start the worker first"
@@ -119,6 +197,7 @@ class WorkerProcess:
         self._exits.append(process.returncode)
         if not self._expected_exit:
             self.crashes += 1
+            self._expected_exit = True  # until restarted: no kill or leave picks it meanwhile
             await asyncio.sleep(1.0)
             await self.start()
 
@@ -127,6 +206,120 @@ class WorkerProcess:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     self.peak_rss_mib = max(self.peak_rss_mib, int(line.split()[1]) / 1024)
+
+
+@dataclass
+class WorkerPool:
+    """`size` worker processes with one `env`, each logging to `worker-<n>.log` in `log_dir`.
+
+    A kill strikes one live process drawn from `seed` and restarts it; `join` starts one
+    more; `leave` stops one live process with SIGTERM for good (never the last one). Counts
+    are summed over the processes, crashes also kept per process, the peak RSS is the highest
+    of them.
+    """
+
+    env: Mapping[str, str]
+    log_dir: Path
+    size: int = 1
+    seed: int = 0
+    processes: list[WorkerProcess] = field(default_factory=list)
+    """Every process the pool ran, those that left included, in the order they joined."""
+    joins: int = 0
+    leaves: int = 0
+    _chance: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._chance = random.Random(self.seed * 131 + 3)
+
+    async def start(self) -> None:
+        for _ in range(self.size):
+            await self._started()
+
+    def live(self) -> list[WorkerProcess]:
+        return [process for process in self.processes if process.alive]
+
+    async def kill(self, restart_after: float) -> int:
+        """SIGKILL to one live process, started again after `restart_after`; its index."""
+        process = await self._picked()
+        await process.kill(restart_after)
+        return self.processes.index(process)
+
+    async def join(self) -> int:
+        """Scale up: one process more; its index."""
+        process = await self._started()
+        self.joins += 1
+        return self.processes.index(process)
+
+    async def leave(self) -> int:
+        """Scale down: SIGTERM to one live process, which hands its partitions over and is
+        not started again; its index. Only a process up for `SETTLED_SECONDS` is picked: one
+        still importing its modules has no signal handler yet and dies of SIGTERM."""
+        process = await self._picked(SETTLED_SECONDS)
+        await process.stop()
+        self.leaves += 1
+        return self.processes.index(process)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(process.stop() for process in self.processes))
+
+    async def _started(self) -> WorkerProcess:
+        name = f"worker-{len(self.processes)}.log"
+        process = WorkerProcess(self.env, self.log_dir / name)
+        self.processes.append(process)
+        await process.start()
+        return process
+
+    async def _picked(self, up_for: float = 0.0) -> WorkerProcess:
+        """A live process up for `up_for` seconds, drawn from the seed (waiting for one while
+        none is)."""
+
+        def candidates() -> list[WorkerProcess]:
+            now = time.monotonic()
+            return [process for process in self.live() if now - process.started_at >= up_for]
+
+        await until(lambda: bool(candidates()))
+        return self._chance.choice(candidates())
+
+    @property
+    def starts(self) -> int:
+        return sum(process.starts for process in self.processes)
+
+    @property
+    def kills(self) -> int:
+        return sum(process.kills for process in self.processes)
+
+    @property
+    def crashes(self) -> int:
+        return sum(process.crashes for process in self.processes)
+
+    @property
+    def crashes_by_process(self) -> list[int]:
+        return [process.crashes for process in self.processes]
+
+    @property
+    def forced(self) -> int:
+        """Processes SIGTERM did not end within the minute (killed instead)."""
+        return sum(process.forced for process in self.processes)
+
+    @property
+    def unclean_exits(self) -> list[tuple[int, int]]:
+        """(process, exit code) of every exit neither 0 nor by SIGKILL: a SIGTERM that did not
+        end a process cleanly (-15: before its handler was installed), and the crashes."""
+        return [
+            (index, code)
+            for index, process in enumerate(self.processes)
+            for code in process.exits
+            if code not in (0, -signal.SIGKILL)
+        ]
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max((process.peak_rss_mib for process in self.processes), default=0.0)
+
+    def handoffs(self) -> list[Counter[str]]:
+        """Per process, what its log says it did with queues it consumes exclusively:
+        "partition taken", "partition released" (at log level INFO or finer), by message."""
+        return [process.logged(HANDOFF_MESSAGES) for process in self.processes]
 
 
 async def restart_broker() -> float:
@@ -156,10 +349,11 @@ async def cut_for(proxy: TcpProxy, seconds: float) -> float:
 
 @dataclass
 class Faults:
-    """Runs a `FaultPlan` against a worker while `progress()` (the share answered) grows."""
+    """Runs a `FaultPlan` against a pool of workers while `progress()` (the share answered)
+    grows."""
 
     plan: FaultPlan
-    worker: WorkerProcess
+    workers: WorkerPool
     progress: Callable[[], float]
     database: TcpProxy
     database_seconds: float
@@ -180,15 +374,21 @@ class Faults:
             await until(functools.partial(self._reached, point))
             await asyncio.sleep(chance.uniform(0, 0.5))  # not always at a batch boundary
             started = time.monotonic()
+            which = ""
             if fault == "kill":
-                await self.worker.kill(restart_after=chance.uniform(*self.restart_delay))
+                delay = chance.uniform(*self.restart_delay)
+                which = f" of process {await self.workers.kill(restart_after=delay)}"
+            elif fault == "join":
+                which = f" of process {await self.workers.join()}"
+            elif fault == "leave":
+                which = f" of process {await self.workers.leave()}"
             elif fault == "broker":
                 await self._broker()
             else:
                 await cut_for(self.database, self.database_seconds)
                 self.database_cuts += 1
             took = time.monotonic() - started
-            self.log.append(f"{fault} at {point:.0%} answered ({took:.1f} s)")
+            self.log.append(f"{fault}{which} at {point:.0%} answered ({took:.1f} s)")
 
     def _reached(self, point: float) -> bool:
         return self.progress() >= point

@@ -4,6 +4,13 @@ Imports and relation commands travel on two queues that the worker consumes conc
 the stream keeps them independent: relation commands address only the profiles of the setup
 phase (created before any fault), and no import ever changes an email. Each queue's outcome
 then depends on its own order alone, which is what the reference model folds.
+
+By default the stream also reaches one profile through several order keys (by email and by
+`profile_id`), one relation through several (each side by email or by id) and lets profiles
+contend for one unique value: one process orders all of that, since it applies a queue in
+queue order whatever the keys. Across P > 1 partitions only commands of one order key keep
+their order (SPEC §9), so `Mix(keyed=True)` draws a stream whose commands depend on each other
+only within one order key, the stream the model holds for any number of partitions.
 """
 
 from __future__ import annotations
@@ -89,6 +96,11 @@ class Mix:
     """The share of message ids published two to four times."""
     relations: float = 0.45
     """The share of relation commands (the rest are imports)."""
+    keyed: bool = False
+    """One order key per target: profiles of the setup updated by email only (never by
+    `profile_id`), each side of each relation pair addressed always alike (by email or by id,
+    fixed per pair and side), unique values owned by one profile each (`L-2:<email>`, taken
+    and given up by it alone, so never refused 435)."""
 
 
 def stream(seed: int, commands: int, ids: Mapping[str, str], mix: Mix | None = None) -> Stream:
@@ -139,21 +151,24 @@ class _Writer:
         roll, chance = self.chance.random(), self.chance
         if roll < 0.12 or not self._fresh:
             self._fresh.append(f"fresh{len(self._fresh)}@chaos.test")
-            return _import(message_id, self._cased(self._fresh[-1]), self._data(1, 4))
+            email = self._fresh[-1]
+            return _import(message_id, self._cased(email), self._data(email, 1, 4))
         if roll < 0.22:  # the same fresh email again: a creation or an update, by queue order
-            return _import(message_id, self._cased(chance.choice(self._fresh[-20:])), self._data())
+            email = chance.choice(self._fresh[-20:])
+            return _import(message_id, self._cased(email), self._data(email))
         if roll < 0.25:  # update only: 404 for an email nobody created
             email = chance.choice([f"never{len(self._fresh)}@chaos.test", seeded_email(0)])
-            return _import(message_id, email, self._data(), update_only=True)
+            return _import(message_id, email, self._data(email), update_only=True)
         if roll < 0.28:
             return _import(message_id, seeded_email(1), {"nickname": "x"})  # 400: unknown
         email = seeded_email(chance.randrange(SEEDED))
-        if chance.random() < 0.2:  # one profile by email in some commands, by id in others
+        # one profile by email in some commands, by id in others (another order key)
+        if chance.random() < 0.2 and not self._mix.keyed:
             keys = {"matching": "profile_id", "profile_id": self._ids[email]}
-            message = _import(message_id, email, self._data(), **keys)
+            message = _import(message_id, email, self._data(email), **keys)
             del message.body["email"]
             return message
-        return _import(message_id, self._cased(email), self._data())
+        return _import(message_id, self._cased(email), self._data(email))
 
     def _cased(self, email: str) -> str:
         """The email as producers send it: any case, sometimes padded (matching ignores both)."""
@@ -161,13 +176,14 @@ class _Writer:
         cased = "".join(c.upper() if chance.random() < 0.2 else c for c in email)
         return f" {cased} " if chance.random() < 0.05 else cased
 
-    def _data(self, least: int = 1, most: int = 3) -> dict[str, Any]:
+    def _data(self, owner: str, least: int = 1, most: int = 3) -> dict[str, Any]:
+        """The fields of an import for the profile of email `owner`."""
         names = ["city", "age", "score", "interests", "tier", "vip"]
         names += ["loyalty_id"]  # unique values taken, given up, taken by another
         names = self.chance.sample(names, self.chance.randint(least, most))
-        return {name: self._update(name) for name in names}
+        return {name: self._update(name, owner) for name in names}
 
-    def _update(self, name: str) -> Any:
+    def _update(self, name: str, owner: str) -> Any:
         chance = self.chance
         roll = chance.random()
         if roll < 0.15 and name != "interests":
@@ -180,6 +196,8 @@ class _Writer:
         if name == "interests":
             return self._tags(roll)
         value = self._value(name)
+        if name == "loyalty_id" and self._mix.keyed:
+            value = f"{value}:{owner}"  # this profile's own: no other key contends for it
         return {"action": "set", "value": value} if chance.random() < 0.3 else value
 
     def _value(self, name: str) -> Any:
@@ -207,15 +225,16 @@ class _Writer:
 
     def _relation(self) -> dict[str, Any]:
         chance = self.chance
-        rel_id, a, b = chance.choice(PAIRS)
+        pair = chance.randrange(len(PAIRS))  # as chance.choice(PAIRS) draws
+        rel_id, a, b = PAIRS[pair]
         action = chance.choices(["attach", "strengthen", "edit", "detach"], [2, 4, 3, 2])[0]
         side_b = partner_email(b) if rel_id == 500 else seeded_email(b)
         body: dict[str, Any] = {
             "action": action,
             "account_id": 1,
             "rel_id": rel_id,
-            "profile_a": self._side(seeded_email(a)),
-            "profile_b": self._side(side_b),
+            "profile_a": self._side(seeded_email(a), pair % 2 == 0),
+            "profile_b": self._side(side_b, pair % 3 == 0),
             "token": TOKEN,
         }
         if chance.random() < 0.03:
@@ -231,8 +250,10 @@ class _Writer:
             body["priority"] = chance.randint(0, 100)
         return body
 
-    def _side(self, email: str) -> dict[str, str]:
-        if self.chance.random() < 0.5:
+    def _side(self, email: str, keyed_by_id: bool) -> dict[str, str]:
+        """By id or by email, drawn; with `Mix.keyed`, `keyed_by_id` says which, always."""
+        by_id = keyed_by_id if self._mix.keyed else self.chance.random() < 0.5
+        if by_id:
             return {"profile_id": self._ids[email]}
         return {"email": self._cased(email)}
 

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from tests.chaos.check import Findings, check
-from tests.chaos.faults import BrokerFault, FaultPlan, Faults, WorkerProcess
+from tests.chaos.faults import BrokerFault, FaultPlan, Faults, WorkerPool
 from tests.chaos.generator import Message, Mix, Queue, setup, stream
 from tests.chaos.harness import (
     Collector,
@@ -30,7 +30,7 @@ from tests.chaos.harness import (
 from tests.chaos.model import Model
 from tests.integration.conftest import delete_topology, worker_environment
 from tests.integration.proxy import TcpProxy, started_proxy, through
-from worker.runtime.topology import routes
+from worker.runtime.topology import command_routes, partitions_of, routes
 from worker.settings import Settings
 
 WORKER: dict[str, Any] = {
@@ -42,7 +42,7 @@ WORKER: dict[str, Any] = {
     "retry_backoff_factor": 2.0,
     "batch_max_wait_ms": 20,
     "metrics_port": 0,
-    "log_level": os.environ.get("CHAOS_LOG_LEVEL", "WARNING"),
+    "log_level": os.environ.get("CHAOS_LOG_LEVEL", "INFO"),  # INFO: partitions taken
 }
 
 
@@ -65,6 +65,32 @@ class ChaosConfig:
     """At most this many commands published and not yet answered: the stream keeps running
     through the faults instead of being queued before them."""
     timeout_seconds: float = 150.0
+    processes: int = 1
+    """Worker processes at once, each a `python -m worker run` (one, as before, by default):
+    the partitions are shared among them, kills strike one drawn from the seed."""
+    partitions: int = 1
+    """P (`PW_PARTITIONS`) of each command queue. With P = 1 one process consumes a queue and
+    the others stand by; with P > 1 one of them routes it into the P partition queues."""
+    joins: int | None = None
+    """Processes started during the stream (scale up); by default one if `processes` > 1."""
+    leaves: int | None = None
+    """Processes stopped with SIGTERM during the stream and not restarted (scale down); by
+    default one if `processes` > 1. Never the last live one."""
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError("processes must be at least 1")
+        if self.scale[1] >= self.processes + self.scale[0]:
+            raise ValueError("as many leaves as processes would leave none running")
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """(joins, leaves) of the fault plan."""
+        default = 1 if self.processes > 1 else 0
+        return (
+            default if self.joins is None else self.joins,
+            default if self.leaves is None else self.leaves,
+        )
 
 
 @dataclass
@@ -78,27 +104,50 @@ class Report:
     kills: int = 0
     broker_restarts: int = 0
     database_cuts: int = 0
+    joins: int = 0
+    leaves: int = 0
     crashes: int = 0
+    crashes_by_process: list[int] = field(default_factory=list)
+    starts: int = 0
+    forced_stops: int = 0
+    """Processes SIGTERM did not end within the minute (then killed)."""
+    unclean_exits: list[tuple[int, int]] = field(default_factory=list)
+    """(process, exit code) of every exit neither 0 nor by SIGKILL."""
     peak_rss_mib: float = 0.0
+    taken_by_process: list[int] = field(default_factory=list)
+    """Partitions (or with P = 1 command queues) each process took, by its log."""
+    released_by_process: list[int] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     faults: list[str] = field(default_factory=list)
     redelivered_to_collector: int = 0
+    answers: Mapping[str, Sequence[dict[str, Any]]] = field(default_factory=dict)
+    """Every answer the run read, by message id, for a closer look."""
+    events: Sequence[dict[str, Any]] = field(default_factory=list)
+    """Every event the run read, in arrival order."""
 
     @property
     def lost(self) -> int:
         return len(self.findings.lost)
 
     def lines(self) -> list[str]:
-        found = self.findings
+        found, config = self.findings, self.config
+        scaling = (
+            f", {self.joins} joined, {self.leaves} left with SIGTERM"
+            if config.processes > 1
+            else ""
+        )
         return [
-            f"seed {self.config.seed}: {self.config.commands} commands "
+            f"seed {config.seed}: {config.commands} commands through {config.processes} worker "
+            f"process(es), P = {config.partitions}, "
+            f"{'one order key' if config.mix.keyed else 'several order keys'} per target "
             f"({self.duplicated_ids} ids published 2-4 times), {self.messages} messages planned, "
             f"{self.published} published with confirms, {self.republished} again after a "
             "lost connection",
             f"faults injected: {self.kills} kill -9, {self.broker_restarts} broker "
-            f"{self.config.broker}, {self.database_cuts} database cut(s) of "
-            f"{self.config.database_seconds:g} s: " + "; ".join(self.faults),
-            f"lost {self.lost}, double-applied {found.double_applied}, copies answered "
+            f"{config.broker}, {self.database_cuts} database cut(s) of "
+            f"{config.database_seconds:g} s{scaling}: " + "; ".join(self.faults),
+            f"lost {self.lost}, double-applied {found.double_applied}, out of order per key "
+            f"{len(found.out_of_order)}, copies answered "
             f"differently {len(found.divergent)} (+{len(found.divergent_after_500)} with a 500), "
             "wrong answers "
             f"{len(found.wrong_answers)}, profiles off {len(found.profiles)}, relations off "
@@ -106,19 +155,23 @@ class Report:
             f"{len(found.unexpected_events)} / published again alike {found.duplicate_events}",
             "wrong answers by expected -> given error: "
             + (", ".join(f"{a} -> {b}: {n}" for (a, b), n in sorted(found.codes.items())) or "-"),
-            f"worker crashes {self.crashes}, peak RSS {self.peak_rss_mib:.1f} MiB, elapsed "
-            f"{self.elapsed_seconds:.1f} s",
+            f"worker crashes {self.crashes} (by process: {self.crashes_by_process}), "
+            f"{self.starts} starts, SIGTERM exits not 0: {self.unclean_exits or '-'}, "
+            f"forced stops {self.forced_stops}, peak RSS {self.peak_rss_mib:.1f} MiB (highest "
+            f"process), elapsed {self.elapsed_seconds:.1f} s",
+            f"partitions taken by process {self.taken_by_process}, released (SIGTERM and "
+            f"rebalancing) {self.released_by_process} (by the logs, at INFO or finer)",
         ]
 
 
 @dataclass
 class Rig:
-    """Everything a run drives: the worker, the proxies in front of the services, and the
+    """Everything a run drives: the workers, the proxies in front of the services, and the
     producer's and observer's sides."""
 
     chaos: Settings
     amqp: str
-    worker: WorkerProcess
+    workers: WorkerPool
     database: TcpProxy
     broker: TcpProxy | None
     collector: Collector
@@ -131,7 +184,8 @@ async def run_chaos(
     """Run `config` against the services of `settings` (names unique to this run; the
     catalog applied to its database). Queues of the run are deleted at the end. `say` gets
     a line of progress every five seconds."""
-    chaos = settings.model_copy(update={**WORKER, **config.worker})
+    partitioned = {"partitions": config.partitions}
+    chaos = settings.model_copy(update={**WORKER, **partitioned, **config.worker})
     started = time.monotonic()
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     database = await started_proxy(chaos.mongodb_url)
@@ -144,7 +198,7 @@ async def run_chaos(
     rig = Rig(
         chaos,
         amqp,
-        WorkerProcess({**env, "PW_AMQP_URL": amqp}, log_dir / "worker.log"),
+        WorkerPool({**env, "PW_AMQP_URL": amqp}, log_dir, config.processes, config.seed),
         database,
         broker,
         Collector(amqp, [chaos.import_result_queue, chaos.relations_result_queue], events_queue),
@@ -155,12 +209,12 @@ async def run_chaos(
     tracing = asyncio.create_task(_traced(rig, say)) if say else None
     report = Report(config, Findings())
     try:
-        await rig.worker.start()
-        model, copies = await _stream(config, rig, report)
+        await rig.workers.start()
+        model, published, copies = await _stream(config, rig, report)
     finally:
         if tracing is not None:
             tracing.cancel()
-        await rig.worker.stop()
+        await rig.workers.stop()
         stop.set()
         await collecting
         await rig.publisher.close()
@@ -169,16 +223,26 @@ async def run_chaos(
                 await proxy.cut()
         async with await connected(chaos.amqp_url, "chaos cleanup") as connection:
             await delete_topology(connection, chaos, also=[events_queue])
-    report.findings = await _checked(chaos, model, copies, rig.collector)
+    report.findings = await _checked(chaos, model, published, copies, rig.collector)
     report.published, report.republished = rig.publisher.published, rig.publisher.republished
-    report.kills, report.crashes = rig.worker.kills, rig.worker.crashes
-    report.peak_rss_mib = rig.worker.peak_rss_mib
+    workers = rig.workers
+    report.kills, report.crashes = workers.kills, workers.crashes
+    report.joins, report.leaves, report.starts = workers.joins, workers.leaves, workers.starts
+    report.crashes_by_process, report.forced_stops = workers.crashes_by_process, workers.forced
+    report.unclean_exits = workers.unclean_exits
+    report.peak_rss_mib = workers.peak_rss_mib
+    handoffs = workers.handoffs()
+    report.taken_by_process = [logged["partition taken"] for logged in handoffs]
+    report.released_by_process = [logged["partition released"] for logged in handoffs]
     report.redelivered_to_collector = rig.collector.redelivered_to_us
+    report.answers, report.events = rig.collector.answers, rig.collector.events
     report.elapsed_seconds = time.monotonic() - started
     return report
 
 
-async def _stream(config: ChaosConfig, rig: Rig, report: Report) -> tuple[Model, dict[str, int]]:
+async def _stream(
+    config: ChaosConfig, rig: Rig, report: Report
+) -> tuple[Model, list[Message], dict[str, int]]:
     """The setup phase (no faults), then the stream with its faults, until all is answered."""
     collector = rig.collector
     seeds = setup(config.seed)
@@ -191,9 +255,12 @@ async def _stream(config: ChaosConfig, rig: Rig, report: Report) -> tuple[Model,
     report.messages = len(seeds) + len(plan.messages)
     report.duplicated_ids = sum(1 for n in plan.copies.values() if n > 1)
     total = len(plan.copies)
+    joins, leaves = config.scale
     faults = Faults(
-        FaultPlan.drawn(config.seed, config.kills, config.broker_restarts, config.database_cuts),
-        rig.worker,
+        FaultPlan.drawn(
+            config.seed, config.kills, config.broker_restarts, config.database_cuts, joins, leaves
+        ),
+        rig.workers,
         lambda: (len(collector.answers) - len(seeds)) / total,
         database=rig.database,
         database_seconds=config.database_seconds,
@@ -214,7 +281,7 @@ async def _stream(config: ChaosConfig, rig: Rig, report: Report) -> tuple[Model,
     await _settled(collector, rig.chaos, rig.amqp, deadline)
     report.faults, report.broker_restarts = faults.log, faults.broker_restarts
     report.database_cuts = faults.database_cuts
-    return model, {m.message_id: 1 for m in seeds} | plan.copies
+    return model, [*seeds, *plan.messages], {m.message_id: 1 for m in seeds} | plan.copies
 
 
 async def _traced(rig: Rig, say: Callable[[str], None]) -> None:
@@ -224,7 +291,8 @@ async def _traced(rig: Rig, say: Callable[[str], None]) -> None:
         say(
             f"{time.monotonic() - started:6.0f} s: {len(rig.collector.answers)} ids answered, "
             f"{rig.publisher.published} published ({rig.publisher.republished} again), "
-            f"{len(rig.collector.events)} events, worker started {rig.worker.starts} times"
+            f"{len(rig.collector.events)} events, workers started {rig.workers.starts} times, "
+            f"{len(rig.workers.live())} live"
         )
 
 
@@ -279,6 +347,8 @@ async def _settled(collector: Collector, chaos: Settings, amqp: str, deadline: f
         for name in route.queue_names(chaos.retry_max_attempts)
         if not name.endswith(".dead")
     ]
+    partitions = [partitions_of(chaos, route) for route in command_routes(chaos)]
+    names += [name for p in partitions if p.routed for name in p.names]
     while time.monotonic() < deadline:
         if time.monotonic() - collector.last_seen > 2 and await queued(amqp, names) == 0:
             return
@@ -286,7 +356,11 @@ async def _settled(collector: Collector, chaos: Settings, amqp: str, deadline: f
 
 
 async def _checked(
-    chaos: Settings, model: Model, copies: Mapping[str, int], collector: Collector
+    chaos: Settings,
+    model: Model,
+    published: Sequence[Message],
+    copies: Mapping[str, int],
+    collector: Collector,
 ) -> Findings:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(chaos.mongodb_url)
     try:
@@ -295,4 +369,5 @@ async def _checked(
         relations = await db.relations.find({}).to_list()
     finally:
         await client.close()
-    return check(model, copies, collector.answers, collector.events, profiles, relations)
+    answers, events = collector.answers, collector.events
+    return check(model, copies, answers, events, profiles, relations, published)

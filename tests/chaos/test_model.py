@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.chaos.check import Findings, check
@@ -23,6 +25,7 @@ from tests.unit.harness import (
 )
 from worker.domain.envelope import Deferred
 from worker.domain.imports.processor import ImportProcessor
+from worker.domain.order import order_key_of
 from worker.domain.relations.processor import RelationProcessor
 from worker.domain.shared.catalog import CatalogFile
 from worker.store.memory import MemoryStore
@@ -298,6 +301,83 @@ async def test_the_model_agrees_with_the_domain_in_batches(seed: int, batch: int
     profile or relation differently, unique values moving between profiles."""
     _, found = await in_memory(seed=seed, commands=2_000, batch=batch)
     assert found.problems() == {}
+
+
+def interleaved(messages: list[Message], seed: int) -> list[Message]:
+    """`messages` as P partitions may apply them: each order key's commands (copies included)
+    in their order, the keys interleaved at random."""
+    chance = random.Random(seed)
+    lanes: dict[str, list[Message]] = defaultdict(list)
+    for message in messages:
+        key = order_key_of(message.queue, orjson.dumps(message.body), 1 << 20)
+        lanes[key or message.message_id].append(message)
+    heads = {key: 0 for key in lanes}
+    result: list[Message] = []
+    while heads:
+        key = chance.choice(list(heads))
+        result.append(lanes[key][heads[key]])
+        heads[key] += 1
+        if heads[key] == len(lanes[key]):
+            del heads[key]
+    return result
+
+
+def folded(seed: int, mix: Mix, order_seed: int | None) -> Model:
+    """The model of a stream in publish order, or (with `order_seed`) in an interleaving."""
+    seeds = setup(seed)
+    ids = {str(m.body["email"]): f"{n:024x}" for n, m in enumerate(seeds)}
+    messages = stream(seed, 2_000, ids, mix).messages
+    if order_seed is not None:
+        messages = interleaved(messages, order_seed)
+    directory = {ids[str(m.body["email"])]: _key(m) for m in seeds}
+    return Model(directory=directory).fold([*seeds, *messages])
+
+
+def outcome(model: Model) -> tuple[Any, ...]:
+    return model.answers, model.events, model.profiles, model.relations
+
+
+@pytest.mark.parametrize("seed", [5, 2026])
+def test_the_keyed_stream_holds_the_model_whatever_the_order_across_keys(seed: int) -> None:
+    """What makes the unchanged model valid for P > 1 partitions: the keyed stream's outcome
+    (every answer, event, profile and relation) depends only on the order within each key."""
+    expected = outcome(folded(seed, Mix(keyed=True), None))
+    for order_seed in range(3):
+        assert outcome(folded(seed, Mix(keyed=True), order_seed)) == expected
+
+
+def test_the_default_stream_depends_on_the_order_across_keys() -> None:
+    """The default stream addresses profiles and relations through several keys and lets
+    profiles contend for unique values: across partitions (SPEC §9: not ordered) the model of
+    publish order does not hold, which is why partitioned runs use the keyed stream."""
+    expected = folded(2026, Mix(), None)
+    reordered = folded(2026, Mix(), 0)
+    assert reordered.answers != expected.answers
+    assert reordered.profiles != expected.profiles
+    assert reordered.relations != expected.relations
+
+
+async def test_the_model_agrees_with_the_domain_on_the_keyed_stream() -> None:
+    _, found = await in_memory(seed=2026, commands=2_000, batch=32, mix=Mix(keyed=True))
+    assert found.problems() == {}
+
+
+def test_the_check_sees_a_key_decided_out_of_order() -> None:
+    """By the events' `occurred_at`: a later command of one key decided before an earlier one
+    is out of order; commands of other keys may be decided in any order."""
+    first = imp("1", "ada@example.com", {"city": "Oslo"})
+    second = imp("2", "ADA@example.com ", {"city": "Lima"})  # the same key, in normal form
+    other = imp("3", "bob@example.com", {"city": "Pune"})
+    model = Model().fold([first, second, other])
+    event = {"event": "profile.created", "profile_id": "p"}
+    events = [
+        {**event, "message_id": "1", "occurred_at": "2026-01-01T00:00:02.000000Z"},
+        {**event, "message_id": "2", "occurred_at": "2026-01-01T00:00:01.000000Z"},
+        {**event, "message_id": "3", "occurred_at": "2026-01-01T00:00:00.000000Z"},
+    ]
+    found = check(model, {}, {}, events, [], [], [first, second, other, first])
+    assert [f.split(":")[0] for f in found.out_of_order] == ["2"]
+    assert check(model, {}, {}, events, [], []).out_of_order == [], "no order given: unchecked"
 
 
 async def a_world(catalog: CatalogFile = UNIT_CATALOG) -> World:

@@ -206,7 +206,6 @@ async def test_a_refusal_recorded_before_a_failed_write_is_sent_with_its_dead_le
     assert result_of(alone)["error"] == 400
 
 
-@pytest.mark.xfail(strict=True, reason="worker: a taken-over command's marker pruned by 16 writes")
 async def test_a_landed_command_is_not_applied_again_after_other_keys_wrote_its_target() -> None:
     """With partitions (SPEC §9) one relation is reached by its profiles in one partition and
     by its `relation_id` in another. The owner of the first dies after its strengthen landed,
@@ -215,7 +214,8 @@ async def test_a_landed_command_is_not_applied_again_after_other_keys_wrote_its_
     the first partition takes the strengthen over and looks for its marker, which 16 later
     writes have pruned, so it applies it again. Found by `bench.chaos --processes 3
     --partitions 4 --keys several` (seed 225: 18 writes on the relation in between, the copies
-    answered `weight` 1 and 8); worker code, not fixed here."""
+    answered `weight` 1 and 8). Markers beyond the newest 16 are now kept three leases
+    (`worker.store.markers.MARKER_KEEP_LEASES`)."""
     world = await a_world()
     ada = await world.profile_id("ada@example.com")
     shop = await world.profile_id("shop@example.com", db_id=11)

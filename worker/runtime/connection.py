@@ -34,6 +34,8 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
         ) from exc
     except (aiormq.exceptions.AMQPError, OSError) as exc:
         raise BrokerUnavailable(f"broker unreachable at {_address(url)}: {_reason(exc)}") from exc
+    except StopAsyncIteration as exc:  # aiormq's reader, when a connection is cut mid-handshake
+        raise BrokerUnavailable(f"broker at {_address(url)} closed the connection") from exc
     return connection  # type: ignore[return-value]
 
 

@@ -21,7 +21,14 @@ from worker.domain.shared.relations import Relation, RelationWrite
 from worker.store.fence import Fence
 
 MAX_MARKERS = 16
-"""Markers kept per document; they matter only until the ledger says done."""
+"""Markers always kept per document; they matter only until the ledger says done."""
+MARKER_KEEP_LEASES = 3
+"""Beyond the newest MAX_MARKERS, a marker is kept this many command leases: a command whose
+owner died after its write landed is taken over after one lease, and its marker must still be
+there however many commands of other keys (other partitions) wrote the document meanwhile."""
+MARKERS_HELD_AT_MOST = 1_024
+"""The bound on a document's markers, whatever their age (a document written more often than
+this in MARKER_KEEP_LEASES leases loses the oldest early)."""
 
 Collection = Literal["profiles", "relations"]
 """The collections whose documents carry markers."""
@@ -53,11 +60,15 @@ class Stamp:
         fences = document.get("_fence") or {}
         return cls(document.get("_v", 0), document.get("_applied") or {}, fences)
 
-    def pruned(self) -> tuple[str, ...]:
-        """The oldest markers to drop so that, with a new one, at most MAX_MARKERS remain."""
+    def pruned(self, now_ms: int, keep_ms: int) -> tuple[str, ...]:
+        """The markers to drop before a new one is added: beyond the newest MAX_MARKERS, those
+        older than `keep_ms`; and the oldest beyond MARKERS_HELD_AT_MOST, whatever their age."""
         markers = self.markers
-        kept = set(sorted(markers, key=markers.__getitem__)[-(MAX_MARKERS - 1) :])
-        return tuple(name for name in markers if name not in kept)
+        by_age = sorted(markers, key=markers.__getitem__)
+        newest = set(by_age[-(MAX_MARKERS - 1) :])
+        over = set(by_age[: max(0, len(by_age) + 1 - MARKERS_HELD_AT_MOST)])
+        stale = {name for name in by_age if markers[name] < now_ms - keep_ms} - newest
+        return tuple(name for name in markers if name in stale or name in over)
 
 
 def stamp_of(read: Profile | Relation | None) -> Stamp:
@@ -116,6 +127,11 @@ def removed_from(collection: str) -> str:
     a command whose write landed on a document that a later command then removed has landed
     all the same, and a new owner must find its marker there."""
     return f"{collection}_removed"
+
+
+def marker_keep_ms(lease_seconds: float) -> int:
+    """How long a marker beyond the newest MAX_MARKERS is kept (see MARKER_KEEP_LEASES)."""
+    return int(lease_seconds * MARKER_KEEP_LEASES * 1000)
 
 
 def marker_time(now: datetime) -> int:

@@ -24,6 +24,7 @@ from worker.store.fence import Fence
 from worker.store.markers import (
     Stamp,
     Target,
+    marker_keep_ms,
     marker_of,
     marker_time,
     removed_from,
@@ -77,6 +78,7 @@ class MemoryLedger:
     ) -> None:
         self._clock = clock
         self._lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
         self._documents = documents
         self.holds: dict[str, _Hold] = {}
         self.answers: dict[str, _Answer] = {}
@@ -192,9 +194,9 @@ def still_as_read(document: Document | None, before: Profile | Relation | None) 
 
 
 def markers_after(
-    document: Document | None, before: Any, marker: str, now: datetime
+    document: Document | None, before: Any, marker: str, now: datetime, lease_seconds: float
 ) -> dict[str, int]:
-    pruned = set(stamp_of(before).pruned())
+    pruned = set(stamp_of(before).pruned(marker_time(now), marker_keep_ms(lease_seconds)))
     kept = {} if document is None else dict(document.markers)
     markers = {name: at for name, at in kept.items() if name not in pruned}
     markers[marker] = marker_time(now)

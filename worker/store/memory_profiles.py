@@ -90,7 +90,7 @@ class MemoryProfiles:
             elif document is not None and marker in document.markers:
                 status = "landed_before"
             elif ok and still_as_read(document, write.before):
-                written = _written(write, document, marker, now)
+                written = _written(write, document, marker, now, self._ledger.lease_seconds)
                 self.documents[write.profile_id] = fenced_write(document, written, self._fence)
                 status = "applied"
                 for key in write.releases:
@@ -128,7 +128,11 @@ class MemoryProfiles:
 
 
 def _written(
-    write: ProfileWrite, document: Document | None, marker: str, now: datetime
+    write: ProfileWrite,
+    document: Document | None,
+    marker: str,
+    now: datetime,
+    lease_seconds: float,
 ) -> Document:
     """The profile after the write (as `worker.store.profiles` builds its operation)."""
     changes = copy.deepcopy(write.changes)
@@ -148,7 +152,7 @@ def _written(
         fields=_changed_fields(copy.deepcopy(current.fields), changes),
         subscriptions={**copy.deepcopy(current.subscriptions), **subscriptions},
     )
-    markers = markers_after(document, write.before, marker, now)
+    markers = markers_after(document, write.before, marker, now, lease_seconds)
     return Document(profile, document.version + 1, markers)
 
 

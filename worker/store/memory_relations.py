@@ -104,7 +104,7 @@ class MemoryRelations:
         if document is not None and marker in document.markers:
             return "landed_before"
         if claimed and still_as_read(document, write.before):
-            written = _relation_written(write, document, marker, now)
+            written = _relation_written(write, document, marker, now, self._ledger.lease_seconds)
             self.documents[relation.relation_id] = fenced_write(document, written, self._fence)
             return "applied"
         return "conflict"
@@ -167,7 +167,11 @@ def _target(write: RelationWrite) -> Target:
 
 
 def _relation_written(
-    write: RelationWrite, document: Document | None, marker: str, now: datetime
+    write: RelationWrite,
+    document: Document | None,
+    marker: str,
+    now: datetime,
+    lease_seconds: float,
 ) -> Document:
     """The relation after a creation, or after an update of its values, labels and priority
     (what `worker.store.relations` sets)."""
@@ -181,5 +185,5 @@ def _relation_written(
         relation_to_b=given.relation_to_b,
         priority=given.priority,
     )
-    markers = markers_after(document, write.before, marker, now)
+    markers = markers_after(document, write.before, marker, now, lease_seconds)
     return Document(relation, document.version + 1, markers)

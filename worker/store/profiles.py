@@ -30,6 +30,7 @@ from worker.store.markers import (
     Stamp,
     Target,
     landing,
+    marker_keep_ms,
     marker_of,
     marker_time,
     stamp_of,
@@ -127,8 +128,9 @@ class ProfileRepository:
             claimed = await self._claim(writes)
             eligible = await self._take_revisions(writes, claimed, now)
             filter_fence = self._fence if self._server.fences_in_filters else None
+            keep_ms = marker_keep_ms(self._ledger.lease_seconds)
             operations = [
-                _operation(write, marker, now, self._fence, filter_fence)
+                _operation(write, marker, now, keep_ms, self._fence, filter_fence)
                 for write, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
@@ -244,6 +246,7 @@ def _operation(
     write: ProfileWrite,
     marker: str,
     now: datetime,
+    keep_ms: int,
     fence: Fence | None,
     filter_fence: Fence | None,
 ) -> InsertOne[dict[str, Any]] | UpdateOne:
@@ -284,7 +287,7 @@ def _operation(
         "$inc": {**{f"fields.{name}": delta for name, delta in changes.inc.items()}, "_v": 1},
     }
     unset = [f"fields.{name}" for name in changes.unset]
-    unset += [f"_applied.{name}" for name in stamp_of(write.before).pruned()]
+    unset += [f"_applied.{name}" for name in stamp_of(write.before).pruned(marked_at, keep_ms)]
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     if changes.add_tags:

@@ -31,6 +31,7 @@ from worker.store.markers import (
     Stamp,
     Target,
     landing,
+    marker_keep_ms,
     marker_of,
     marker_time,
     removed_from,
@@ -160,8 +161,9 @@ class RelationRepository:
             await self._keep_markers(deletes, now)
             await self._release(deletes)
             fence = self._fence if self._server.fences_in_filters else None
+            keep_ms = marker_keep_ms(self._ledger.lease_seconds)
             operations = [
-                _operation(w, marker, now, self._fence, fence)
+                _operation(w, marker, now, keep_ms, self._fence, fence)
                 for w, marker, ok in zip(writes, markers, eligible, strict=True)
                 if ok
             ]
@@ -369,6 +371,7 @@ def _operation(
     write: RelationWrite,
     marker: str,
     now: datetime,
+    keep_ms: int,
     fence: Fence | None,
     filter_fence: Fence | None,
 ) -> InsertOne[dict[str, Any]] | UpdateOne | DeleteOne:
@@ -409,7 +412,7 @@ def _operation(
         "$set": {**values, f"_applied.{marker}": marker_time(now), **fence_stamp(fence)},
         "$inc": {"_v": 1},
     }
-    pruned = stamp_of(write.before).pruned()
+    pruned = stamp_of(write.before).pruned(marker_time(now), keep_ms)
     if pruned:
         update["$unset"] = {f"_applied.{name}": "" for name in pruned}
     return UpdateOne(condition, update)

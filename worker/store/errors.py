@@ -26,21 +26,10 @@ AUTHENTICATION_CODES = (13, 18)
 """MongoDB's Unauthorized and AuthenticationFailed."""
 
 
-@asynccontextmanager
-async def translated() -> AsyncIterator[None]:
-    """Driver exceptions in the block are raised as the worker's own (see `worker_error`)."""
-    try:
-        yield
-    except PyMongoError as exc:
-        error = worker_error(exc)
-        if error is None:
-            raise
-        raise error from exc
-
-
 @contextmanager
 def translated_now() -> Iterator[None]:
-    """`translated` for synchronous driver calls (creating a client parses its URL)."""
+    """Driver exceptions in the block are raised as the worker's own (see `worker_error`);
+    for synchronous driver calls (creating a client parses its URL)."""
     try:
         yield
     except PyMongoError as exc:
@@ -48,6 +37,13 @@ def translated_now() -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """`translated_now` around a block that awaits driver calls."""
+    with translated_now():
+        yield
 
 
 def worker_error(exc: PyMongoError) -> WorkerError | None:

@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo import AsyncMongoClient
 
+from bench.run import peak_rss_mib
 from tests.fuzz import bodies
 from tests.integration.conftest import (
     CATALOG,
@@ -39,14 +40,6 @@ from worker.store.mongo import MongoStore
 
 def fuzz_settings(amqp_url: str, mongodb_url: str) -> Settings:
     return isolated_settings(amqp_url, mongodb_url, "fuzz")
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Tally:

@@ -92,7 +92,7 @@ from pymongo import AsyncMongoClient
 
 from bench.mix import commands
 from bench.raw_broker import raw_broker
-from bench.run import worker_end_to_end
+from bench.run import peak_rss_mib, worker_end_to_end
 from tests.integration.conftest import delete_topology, isolated_settings
 from worker.cli.common import load_catalog
 from worker.domain.order import routing_key
@@ -156,14 +156,6 @@ def machine_ticks() -> tuple[int, int]:
         values = [int(v) for v in stat.readline().split()[1:]]
     idle = values[3] + values[4]
     return sum(values) - idle, sum(values)
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def service_pid(match: Callable[[list[str]], bool]) -> int | None:

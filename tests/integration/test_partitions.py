@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import StartWorker, command, new_id
+from tests.integration.conftest import StartWorker, command, first_message, new_id
 from worker.runtime.client import CommandClient
 from worker.runtime.partitions import Partitions
 from worker.settings import Settings
@@ -66,3 +66,33 @@ async def test_two_workers_share_the_partitions_and_keep_order_through_a_handoff
     assert sorted(await held(second, queue)) == [0, 1, 2, 3], "the survivor took them all"
     names = Partitions(queue, 4).names
     assert names == [f"{queue}.partition.{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("body", "dead_lettered"), [(b"not json", True), (b'{"account_id": 1}', False)]
+)
+async def test_a_body_without_an_order_key_is_routed_answered_and_dead_lettered(
+    client: CommandClient,
+    settings: Settings,
+    start_worker: StartWorker,
+    broker: Any,
+    body: bytes,
+    dead_lettered: bool,
+) -> None:
+    """The routing stage sends a body that is not a command by its own hash; the partition
+    that gets it answers 400 (and dead-letters it when it is not even JSON, SPEC §3), and
+    the stream goes on behind it."""
+    partitioned = settings.model_copy(update={"partitions": 4, "partition_poll_seconds": 0.2})
+    worker, _, _ = await start_worker(with_settings=partitioned)
+    message_id = new_id()
+    await client.send(settings.import_queue, body, message_id=message_id)
+    result = await client.reply(timeout=30)
+    assert result["error"] == 400
+    assert result["message_id"] == message_id
+    if dead_lettered:
+        copy = await first_message(broker, f"{settings.import_queue}.dead")
+        assert (copy.body, copy.message_id) == (body, message_id)
+    assert worker.health.routing, "it went through the routing stage"
+
+    await client.send(settings.import_queue, command("after@example.com"), message_id=new_id())
+    assert (await client.reply(timeout=30))["error"] == 0, "the stage goes on after bad input"

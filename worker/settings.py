@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     dedup_window_seconds: int = Field(7 * 86_400, ge=1)
     dedup_cleanup_interval_seconds: float = Field(600.0, gt=0)
     command_lease_seconds: float = Field(60.0, gt=0)
-    """How long a worker may decide a command before a copy elsewhere may take it over (a
-    worker that died holds its commands this long); keep it above the slowest batch."""
+    """How long a version reserved by a writer that died keeps its profile or relation
+    reserved (`store/revisions.py`; markers beyond the newest 16 are kept three times this).
+    Commands are not leased: one process owns a partition. Keep it above the slowest batch."""
     catalog_cache_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: float = Field(30.0, gt=0)
     max_message_bytes: int = Field(1_048_576, ge=1_024)

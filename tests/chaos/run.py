@@ -34,7 +34,7 @@ from worker.runtime.topology import command_routes, partitions_of, routes
 from worker.settings import Settings
 
 WORKER: dict[str, Any] = {
-    "command_lease_seconds": 5.0,  # a killed worker's claims are taken over soon
+    "command_lease_seconds": 5.0,  # a killed worker's version reservations strand soon
     "mongodb_timeout_ms": 2_000,
     "reconnect_max_delay_seconds": 2.0,
     "retry_max_attempts": 5,
@@ -60,7 +60,7 @@ class ChaosConfig:
     """Settings of the worker beyond `WORKER`, e.g. `batch_max_size`."""
     restart_delay: tuple[float, float] = (0.0, 1.0)
     """Seconds between a kill and the restart (the lease is 5 s: a restart within it finds
-    the dead worker's claims still held)."""
+    the dead worker's version reservations still held)."""
     ahead: int = 200
     """At most this many commands published and not yet answered: the stream keeps running
     through the faults instead of being queued before them."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,20 +13,14 @@ from worker.settings import Settings
 from worker.store.memory import MemoryStore
 from worker.store.mongo import MongoStore
 
-SHORT_LEASE_SECONDS = 0.5
-"""Long enough that a test's next store call lands inside it on a loaded machine (FerretDB
-calls take tens of milliseconds there), short enough that `outlive` costs a second."""
-
 
 @dataclass(frozen=True)
 class Backend:
     name: str
     stores: Stores
-    """A worker process's view, with a production-length command lease."""
-    dying: Stores
-    """Another process on the same data, whose command claims end as soon as `outlive` says."""
-    outlive: Callable[[], Awaitable[None]]
-    """Let every claim taken through `dying` reach the end of its lease."""
+    """A worker process's view, unfenced."""
+    other: Stores
+    """Another process on the same data (its own relation id allocator, on MongoDB)."""
     owner: Callable[[str], Awaitable[Stores]]
     """The ports of the next owner of a partition: its writes carry the partition's next
     epoch (`worker.store.fence`)."""
@@ -38,13 +31,10 @@ async def memory_backend() -> AsyncIterator[Backend]:
     store = MemoryStore(clock=clock, command_lease_seconds=60)
     await store.catalog.apply(CATALOG)
 
-    async def outlive() -> None:
-        clock.advance(61)
-
     async def owner(partition: str) -> Stores:
         return store.ports(await store.fence(partition))
 
-    yield Backend("memory", store.ports(), store.ports(), outlive, owner)
+    yield Backend("memory", store.ports(), store.ports(), owner)
 
 
 async def mongo_backend(services: ServiceUrls) -> AsyncIterator[Backend]:
@@ -55,22 +45,17 @@ async def mongo_backend(services: ServiceUrls) -> AsyncIterator[Backend]:
         command_lease_seconds=60,
     )
     store = MongoStore.from_settings(settings)
-    dying = MongoStore.from_settings(
-        settings.model_copy(update={"command_lease_seconds": SHORT_LEASE_SECONDS})
-    )
+    other = MongoStore.from_settings(settings)
     await store.ensure_indexes()
-    await dying.ensure_indexes()
+    await other.ensure_indexes()
     await store.catalog.apply(CATALOG)
-
-    async def outlive() -> None:
-        await asyncio.sleep(SHORT_LEASE_SECONDS * 2)
 
     async def owner(partition: str) -> Stores:
         return store.ports(await store.fence(partition))
 
     try:
-        yield Backend("mongo", store.ports(), dying.ports(), outlive, owner)
+        yield Backend("mongo", store.ports(), other.ports(), owner)
     finally:
         await store.drop(settings.mongodb_database)
         await store.close()
-        await dying.close()
+        await other.close()

@@ -1,9 +1,8 @@
 """One store contract suite, run against the in-memory store and a real MongoDB-wire server.
 
-Each test gets a `Backend`: the ports of a fresh store with the test catalog applied, the
-ports of a second process on the same data whose command claims end at once (the "owner that
-dies"), and a way to let those claims' leases end. In memory, the clock is moved; on the real
-server, that second store's lease is 50 ms and the test waits just past it.
+Each test gets a `Backend`: the ports of a fresh store with the test catalog applied, those of
+a second process on the same data, and the ports of each next owner of a partition (their
+writes carry its next epoch).
 """
 
 from __future__ import annotations

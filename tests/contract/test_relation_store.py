@@ -188,7 +188,7 @@ async def test_relation_ids_are_never_handed_out_twice(backend: Backend) -> None
     ids = []
     for count in (1, 3, 150, 2):
         ids += await backend.stores.relations.new_relation_ids(count)
-        ids += await backend.dying.relations.new_relation_ids(count)
+        ids += await backend.other.relations.new_relation_ids(count)
 
     assert len(ids) == len(set(ids)) == 312
     assert all(relation_id > 0 for relation_id in ids)

@@ -37,8 +37,8 @@ class HangingWrites:
 class CrashingStore(MongoStore):
     """A MongoStore whose profile or relation writes hang once armed (`trap`).
 
-    Its claims on commands last one second, so a worker started after the crash takes them
-    over without waiting for a production-length lease.
+    Its version reservations are stranded after one second, so a worker started after the
+    crash writes the profile without waiting for a production-length lease.
     """
 
     trap: HangingWrites

@@ -46,7 +46,7 @@ from tests.integration.conftest import (
 from tests.integration.services import ServiceUrls
 from worker.cli.failures import ExitCode
 from worker.domain.shared.catalog import CatalogFile
-from worker.domain.shared.ports import Claim, Ledger, ProfileStore, Stores, WriteStatus
+from worker.domain.shared.ports import Inbox, ProfileStore, Recall, Stores, WriteStatus
 from worker.domain.shared.profiles import ProfileWrite
 from worker.errors import BrokerUnavailable
 from worker.observability import JsonFormatter
@@ -501,7 +501,7 @@ async def test_rabbitmq_refuses_a_user_id_of_another_user(
 
 class TroubledStore(MongoStore):
     """A store with planted failures that are not outages, so the worker retries (SPEC §3):
-    the ledger fails the first claim of one message id (before anything about the command is
+    the inbox fails the first recall of one message id (before anything about the command is
     decided), and profile writes of another message id always fail."""
 
     claim_fails_once_for: str | None = None
@@ -512,25 +512,25 @@ class TroubledStore(MongoStore):
         ports = super().ports(fence)
         return replace(
             ports,
-            ledger=cast(Ledger, _TroubledLedger(self, ports.ledger)),
+            inbox=cast(Inbox, _TroubledInbox(self, ports.inbox)),
             profiles=cast(ProfileStore, _TroubledProfiles(self, ports.profiles)),
         )
 
 
-class _TroubledLedger:
-    def __init__(self, store: TroubledStore, inner: Ledger) -> None:
+class _TroubledInbox:
+    def __init__(self, store: TroubledStore, inner: Inbox) -> None:
         self._store = store
         self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def claim(self, command_ids: Sequence[str], owner: str) -> dict[str, Claim]:
+    async def recall(self, command_ids: Sequence[str]) -> dict[str, Recall]:
         planted = self._store.claim_fails_once_for
         if planted and not self._store.claim_failed and _names(command_ids, planted):
             self._store.claim_failed = True
-            raise RuntimeError("ledger hiccup")
-        return await self._inner.claim(command_ids, owner)
+            raise RuntimeError("inbox hiccup")
+        return await self._inner.recall(command_ids)
 
 
 class _TroubledProfiles:

@@ -95,9 +95,6 @@ class World:
         name = cast(Literal["profiles", "relations"], port.port_name)
         return replace(ports, **{name: port})
 
-    def outlive_leases(self) -> None:
-        self.clock.advance(LEASE_SECONDS + 1)
-
     async def profile_id(self, email: str, db_id: int = 10, **data: Any) -> str:
         """A new profile, imported; its id."""
         [outcome] = await run(

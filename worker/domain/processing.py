@@ -1,19 +1,18 @@
 """The life of a batch of commands that change data (imports, relation commands).
 
-Each command with a message id is claimed in the ledger first, so that of all its copies (in
-this batch, in later batches, in other processes) exactly one is decided, once: a copy of an
-answered command gets the recorded answer, a copy of one that another process is deciding
-right now comes back later, and copies inside one batch follow their first. The rest run in
-rounds: each round, a command whose profile or relation an earlier command of the batch still
-has in hand waits, so later commands on one target see the effect of earlier ones whichever
-key addresses them. A command held elsewhere still holds its target back for those after it
-(it is decoded, but never decided here). A processor drives its batch through these steps in
-its own `process`; `Batch` keeps each command's outcome as it is decided.
+A batch comes from one partition, and one process consumes a partition at a time, so this
+process is the only live one deciding its commands. Each command with a message id is first
+recalled from the inbox (`worker.store.inbox`): a command decided before gets the recorded
+answer, one whose earlier owner's write did not land is decided again on its target, and
+copies inside one batch follow their first. The rest run in rounds: each round, a command
+whose profile or relation an earlier command of the batch still has in hand waits, so later
+commands on one target see the effect of earlier ones whichever key addresses them. A
+processor drives its batch through these steps in its own `process`; `Batch` keeps each
+command's outcome as it is decided.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -31,7 +30,7 @@ from worker.domain.envelope import (
     Refused,
     Replayed,
 )
-from worker.domain.shared.ports import Busy, Ledger, Recorded, Stores, WriteStatus, Yours
+from worker.domain.shared.ports import Inbox, Recorded, Resume, Stores, WriteStatus
 from worker.errors import InvalidCommand, PartitionLost, Refusal
 
 MAX_ROUNDS = 8
@@ -43,7 +42,7 @@ Clock = Callable[[], datetime]
 class Admitted:
     """A command this process decides now, its body parsed into a JSON object.
 
-    `target` is the document an owner of the command that died had chosen (see `Yours`).
+    `target` is the document an earlier owner of the command had chosen (see `Resume`).
     """
 
     index: int
@@ -51,8 +50,6 @@ class Admitted:
     raw: dict[str, Any]
     command_id: str | None
     target: str | int | None
-    held_elsewhere: bool = False
-    """Another owner decides it now: it only holds its target back for later commands."""
 
 
 class FeedbackId(Protocol):
@@ -96,19 +93,16 @@ class Batch:
         envelopes: Sequence[Envelope],
         kind: str,
         result_model: type[ResultModel],
-        ledger: Ledger,
-        owner: str,
+        inbox: Inbox,
         max_message_bytes: int,
     ) -> None:
         self._envelopes = envelopes
         self._result_model = result_model
-        self._ledger = ledger
-        self._owner = owner
+        self._inbox = inbox
         self._max_message_bytes = max_message_bytes
         self._ids = [f"{kind}:{e.message_id}" if e.message_id else None for e in envelopes]
         self._first = first_copies(self._ids)
         self._outcomes: list[Outcome | None] = [None] * len(envelopes)
-        self._held_elsewhere: set[int] = set()
         self._written = 0
         self._checked: dict[int, Any] = {}
         self._remembered: set[str] = set()
@@ -116,7 +110,7 @@ class Batch:
     async def decided(
         self, decode: Callable[[Admitted], J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
     ) -> list[Outcome]:
-        """Every command's outcome: claimed, decoded by `decode`, then decided in rounds by
+        """Every command's outcome: recalled, decoded by `decode`, then decided in rounds by
         `run` (see `_in_rounds`)."""
         jobs = self._decode(await self._admit(), decode)
         await self._in_rounds(jobs, run)
@@ -145,16 +139,9 @@ class Batch:
         return checked
 
     def refuse(self, job: Job, error: Refusal) -> None:
-        """Answer a decoded command with `error`'s 4xx, echoing its `feedback_id` (unless
-        another owner decides it: then it stays deferred)."""
-        if self.held_elsewhere(job):
-            return
+        """Answer a decoded command with `error`'s 4xx, echoing its `feedback_id`."""
         outcome = self._refused(job.envelope, job.command_id, error, job.command.feedback_id)
         self._outcomes[job.index] = outcome
-
-    def held_elsewhere(self, job: Job) -> bool:
-        """The job only holds its target back: another owner decides it now."""
-        return job.index in self._held_elsewhere
 
     async def land(
         self,
@@ -183,36 +170,29 @@ class Batch:
         return conflicts
 
     async def _admit(self) -> list[Admitted]:
-        """Claim the commands in the ledger; those this process decides now, parsed.
+        """Recall the commands from the inbox; those this process decides now, parsed.
 
-        The others have their outcome already: one decided before or elsewhere, and a body
-        that is not a JSON object (refused and dead-lettered). Copies wait for their first.
+        The others have their outcome already: one decided before, and a body that is not a
+        JSON object (refused and dead-lettered). Copies wait for their first.
         """
-        claims = await self._ledger.claim(list(self._first), self._owner)
+        recalled = await self._inbox.recall(list(self._first))
         admitted = []
         for index, envelope in enumerate(self._envelopes):
             command_id = self._ids[index]
             if command_id is not None and self._first[command_id] != index:
                 continue
-            claim = claims[command_id] if command_id else Yours()
-            if not isinstance(claim, Yours):
-                self._outcomes[index] = claimed_outcome(claim, command_id, self._result_model)
-            if isinstance(claim, Recorded):
-                if claim.unsent:  # a body that is not a command is dead-lettered again too
-                    self._outcomes[index] = self._unsent(envelope, command_id, claim)
+            recall = recalled.get(command_id) if command_id else None
+            if isinstance(recall, Recorded):
+                self._outcomes[index] = self._recorded(envelope, command_id, recall)
                 continue
             try:
                 raw = parse_json_object(envelope.body, self._max_message_bytes)
             except InvalidCommand as error:
-                if isinstance(claim, Yours):
-                    refused = self._refused(envelope, command_id, error, None, dead_letter=True)
-                    self._outcomes[index] = refused
+                refused = self._refused(envelope, command_id, error, None, dead_letter=True)
+                self._outcomes[index] = refused
                 continue
-            if isinstance(claim, Busy):
-                self._held_elsewhere.add(index)
-                admitted.append(Admitted(index, envelope, raw, command_id, None, True))
-            else:
-                admitted.append(Admitted(index, envelope, raw, command_id, claim.target))
+            target = recall.target if isinstance(recall, Resume) else None
+            admitted.append(Admitted(index, envelope, raw, command_id, target))
         return admitted
 
     def _decode(self, admitted: Sequence[Admitted], decode: Callable[[Admitted], J]) -> list[J]:
@@ -223,8 +203,6 @@ class Batch:
             try:
                 jobs.append(decode(each))
             except InvalidCommand as error:
-                if each.held_elsewhere:
-                    continue
                 feedback_id = feedback_id_of(each.raw)
                 outcome = self._refused(each.envelope, each.command_id, error, feedback_id)
                 self._outcomes[each.index] = outcome
@@ -247,15 +225,14 @@ class Batch:
             if not jobs or (self._decided_count() == decided and self._written == written):
                 break
         for job in jobs:
-            if not self.held_elsewhere(job):
-                self._outcomes[job.index] = Deferred("an earlier command on its target comes first")
+            self._outcomes[job.index] = Deferred("an earlier command on its target comes first")
 
     def _decided_count(self) -> int:
         return sum(outcome is not None for outcome in self._outcomes)
 
     async def _settled(self) -> list[Outcome]:
         """Every command's outcome, once the batch is decided: refusals are recorded in the
-        ledger, and copies follow their first."""
+        inbox, and copies follow their first."""
         await self._remember_refusals()
         for index, command_id in enumerate(self._ids):
             if command_id is not None and self._first[command_id] != index:
@@ -273,28 +250,30 @@ class Batch:
             if isinstance(o, Refused) and o.command_id and o.command_id not in self._remembered
         }
         if refusals:
-            await self._ledger.remember(refusals)
+            await self._inbox.remember(refusals)
             self._remembered.update(refusals)
 
-    def _unsent(self, envelope: Envelope, command_id: str | None, claim: Recorded) -> Outcome:
-        """A recorded answer that may never have been sent; a refusal of a body that does not
-        parse goes with its dead-letter copy, as when it was decided."""
-        outcome = claimed_outcome(claim, command_id, self._result_model)
+    def _recorded(self, envelope: Envelope, command_id: str | None, recorded: Recorded) -> Outcome:
+        """A recorded answer; one that may never have been sent, and refuses a body that does
+        not parse, goes with its dead-letter copy, as when it was decided."""
+        outcome = recorded_outcome(recorded, command_id, self._result_model)
+        if not recorded.unsent:
+            return outcome
         try:
             parse_json_object(envelope.body, self._max_message_bytes)
         except InvalidCommand as error:
-            result = self._result_model.model_validate(claim.result)
+            result = self._result_model.model_validate(recorded.result)
             return Refused(error, result, command_id, dead_letter=True)
         return outcome
 
     async def _answer_as_recorded(self, jobs: list[J]) -> None:
-        """Commands an earlier owner had applied: the ledger holds what they answer."""
+        """Commands an earlier owner had applied: the inbox holds what they answer."""
         ids = [job.command_id for job in jobs if job.command_id is not None]
-        claims = await self._ledger.claim(ids, self._owner) if ids else {}
+        recalled = await self._inbox.recall(ids) if ids else {}
         for job in jobs:
-            claim = claims.get(job.command_id) if job.command_id else None
-            if isinstance(claim, Recorded):
-                outcome = claimed_outcome(claim, job.command_id, self._result_model)
+            recall = recalled.get(job.command_id) if job.command_id else None
+            if isinstance(recall, Recorded):
+                outcome = recorded_outcome(recall, job.command_id, self._result_model)
             else:  # the record is not there yet: come back for it
                 outcome = Deferred("an earlier owner's answer")
             self._outcomes[job.index] = outcome
@@ -313,31 +292,23 @@ class Batch:
 
 
 class CommandProcessor:
-    """What the import and relation processors share besides their own `process`: their
-    ledger owner, marking answered commands done, and the answer to a command that cannot be
-    decided at all.
-
-    `owner` names the process in the ledger (a fresh one by default). A worker process keeps
-    one across broker sessions: after a reconnect, the commands its last session had claimed
-    come back to it and are resumed at once, instead of waiting out their leases."""
+    """What the import and relation processors share besides their own `process`: marking
+    answered commands done, and the answer to a command that cannot be decided at all."""
 
     kind: ClassVar[str]
     result_model: ClassVar[type[ResultModel]]
 
-    def __init__(
-        self, stores: Stores, clock: Clock, max_message_bytes: int, owner: str | None = None
-    ) -> None:
+    def __init__(self, stores: Stores, clock: Clock, max_message_bytes: int) -> None:
         self._stores = stores
         self._clock = clock
         self._max_message_bytes = max_message_bytes
-        self._owner = owner or uuid.uuid4().hex
 
     def _batch(self, envelopes: Sequence[Envelope]) -> Batch:
-        ledger, limit = self._stores.ledger, self._max_message_bytes
-        return Batch(envelopes, self.kind, self.result_model, ledger, self._owner, limit)
+        inbox, limit = self._stores.inbox, self._max_message_bytes
+        return Batch(envelopes, self.kind, self.result_model, inbox, limit)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> None:
-        """Mark answered commands done in the ledger; call after their answers are published.
+        """Mark answered commands done in the inbox; call after their answers are published.
 
         A command given up on is recorded with its 500 first, so that a later copy gets the
         same answer instead of being decided afresh."""
@@ -347,12 +318,12 @@ class CommandProcessor:
             if isinstance(o, GaveUp) and o.result.message_id
         }
         if given_up:
-            await self._stores.ledger.remember(given_up)
+            await self._stores.inbox.remember(given_up)
         finished = [
             o.command_id for o in outcomes if isinstance(o, Answered | Refused) and o.command_id
         ]
         if finished or given_up:
-            await self._stores.ledger.finish([*finished, *given_up])
+            await self._stores.inbox.finish([*finished, *given_up])
 
     def failure(self, envelope: Envelope, code: int, text: str) -> ResultModel:
         """The result for a command that cannot be processed at all (e.g. retries spent)."""
@@ -385,16 +356,14 @@ def first_copies(command_ids: Sequence[str | None]) -> dict[str, int]:
     return first
 
 
-def claimed_outcome(
-    claim: Recorded | Busy, command_id: str | None, result_model: type[ResultModel]
+def recorded_outcome(
+    recorded: Recorded, command_id: str | None, result_model: type[ResultModel]
 ) -> Outcome:
-    """The outcome of a command this process does not decide now: the recorded answer, read
-    back into the processor's result model, or later."""
-    if isinstance(claim, Busy):
-        return Deferred("a copy of this command is being decided elsewhere")
-    result = result_model.model_validate(claim.result)
-    if claim.events or claim.unsent:  # never sent, perhaps: answer (and publish) for its owner
-        events = tuple(Event.model_validate(event) for event in claim.events)
+    """The outcome of a command decided before: the recorded answer, read back into the
+    processor's result model."""
+    result = result_model.model_validate(recorded.result)
+    if recorded.events or recorded.unsent:  # never sent, perhaps: answer (and publish) for it
+        events = tuple(Event.model_validate(event) for event in recorded.events)
         return Answered(result, events, command_id)
     return Replayed(result)
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -58,7 +57,6 @@ class Worker:
         self._queries_consumer: BatchConsumer | None = None
         self._ownership: Ownership | None = None
         self._acked_before_shutdown = 0
-        self._owner = uuid.uuid4().hex
         """This process in the command ledger, the same in every broker session."""
 
     def in_flight(self) -> dict[str, int]:
@@ -243,7 +241,7 @@ class Worker:
         return BatchConsumer(
             channel,
             route,
-            processor(stores, _now, limit, self._owner),
+            processor(stores, _now, limit),
             publisher,
             self._store,
             settings,

@@ -5,11 +5,11 @@ envelopes, publishes every answer with confirms, marks the inbox done, and only 
 batch (one `multiple=True` ack when it settled whole). While the database is unreachable it
 holds the batch (unacked, so prefetch stops the flow) and tries again with backoff.
 
-A command the domain defers (it waits for an earlier command on its profile or relation, or
-for another owner) is carried: it stays unacked and goes first into the next batch, ahead of
-everything delivered after it, so queue order holds across batches, and a crash redelivers
-it in its place. One carried for longer than CARRY_LIMIT_SECONDS is treated as failed (the
-retry queues), so nothing can circle forever.
+A command the domain defers (it waits for an earlier command on its profile or relation, or for
+a version another writer reserved) is carried: it stays unacked and goes first into the next
+batch, ahead of everything delivered after it, so queue order holds across batches, and a crash
+redelivers it in its place. One carried for longer than CARRY_LIMIT_SECONDS is treated as failed
+(the retry queues), so nothing can circle forever.
 
 It consumes on aiormq's channel directly (see `publisher.py` for why).
 """
@@ -41,7 +41,7 @@ from worker.settings import Settings
 log = logging.getLogger("worker.consumer")
 
 CARRY_LIMIT_SECONDS = 600.0
-"""Far beyond what a deferral waits for: a dead owner's lease, a stranded revision."""
+"""Far beyond what a deferral waits for: a revision stranded by a writer that died."""
 CARRY_DELAY_SECONDS = (0.05, 1.0)
 """How long carried commands wait for company before they run alone: first, at most."""
 

@@ -4,14 +4,14 @@ successor wrote.
 The broker gives a partition to one consumer at a time, but a process cut off from the broker
 (or stalled) may still be between its read and its write when the next owner starts. So each
 owner draws the partition's next epoch when it takes it (`partition_epochs`: `{_id: the
-partition queue, epoch}`, one `$inc`), and every document it writes (profiles, relations,
-ledger answers) carries it in `_fence.<partition hash>`; an update or replacement applies only
-while the document's epoch for that partition is not newer than the writer's. On MongoDB the
-condition is part of the update's filter, so it is atomic per document. FerretDB 1.24 reads,
-then writes, without isolation: there a stale write can still interleave with its successor's
-write to the same document at the same instant, but not land after it (the successor's epoch
-is on the document from then on); the revision each writer holds (`revisions.py`) serializes
-the rest.
+partition queue, epoch}`, one `$inc`), and every profile and relation it writes carries it in
+`_fence.<partition hash>` (its answers in the inbox carry it in their plan's name); an update
+applies only while the document's epoch for that partition is not newer than the writer's. On
+MongoDB the condition is part of the update's filter, so it is atomic per document. FerretDB
+1.24 reads, then writes, without isolation: there a stale write can still interleave with its
+successor's write to the same document at the same instant, but not land after it (the
+successor's epoch is on the document from then on); the revision each writer holds
+(`revisions.py`) serializes the rest.
 """
 
 from __future__ import annotations

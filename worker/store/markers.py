@@ -21,11 +21,12 @@ from worker.domain.shared.relations import Relation, RelationWrite
 from worker.store.fence import Fence
 
 MAX_MARKERS = 16
-"""Markers always kept per document; they matter only until the ledger says done."""
+"""Markers always kept per document; they matter only until the inbox says done."""
 MARKER_KEEP_LEASES = 3
 """Beyond the newest MAX_MARKERS, a marker is kept this many command leases: a command whose
-owner died after its write landed is taken over after one lease, and its marker must still be
-there however many commands of other keys (other partitions) wrote the document meanwhile."""
+owner died after its write landed is looked at again by the next owner, and its marker must be
+there however many commands of other keys (other partitions) wrote the document meanwhile,
+whenever the partition's next owner comes to look."""
 MARKERS_HELD_AT_MOST = 1_024
 """The bound on a document's markers, whatever their age (a document written more often than
 this in MARKER_KEEP_LEASES leases loses the oldest early)."""
@@ -38,7 +39,7 @@ Collection = Literal["profiles", "relations"]
 class Target:
     """The document a decided write changes: which collection, which `_id` (as the domain
     names it), and whether the write removes it (then it landed once the document is gone).
-    Both ledgers keep it with the written-ahead answer; each store maps `document_id` to its
+    Both inboxes keep it with the written-ahead answer; each store maps `document_id` to its
     own key."""
 
     collection: Collection

@@ -1,11 +1,10 @@
 """An in-memory store implementing the domain's ports with the MongoDB store's semantics.
 
 It keeps what `worker.store` keeps (catalog, profiles and their unique-key claims, relations
-and their key claims, the command ledger) in dicts, and lands writes the same way: answers
-written ahead into the ledger, claims of unique keys with stale-owner takeover, a write that
-applies only while its document is still at the version it was read at, and the command's
-marker on every document it changes, so a copy of a command never applies twice. Leases are
-measured on an injectable clock, so tests can end one without sleeping. The same contract
+and their key claims, the inbox) in dicts, and lands writes the same way: answers written
+ahead into the inbox, a write that applies only while its document is still at the version it
+was read at and no later owner of the writer's partition wrote it, and the command's marker on
+every document it changes, so a copy of a command never applies twice. The same contract
 tests (`tests/contract`) run against this store and the MongoDB one.
 
 No call awaits anything inside, so each call is atomic with respect to other tasks, as one
@@ -32,7 +31,8 @@ from worker.domain.shared.catalog import (
 from worker.domain.shared.ports import Stores
 from worker.store.fence import Fence
 from worker.store.markers import removed_from
-from worker.store.memory_ledger import Clock, Document, MemoryLedger, utc_now
+from worker.store.memory_documents import Clock, Document, utc_now
+from worker.store.memory_inbox import MemoryInbox
 from worker.store.memory_profiles import MemoryProfiles
 from worker.store.memory_relations import MemoryRelations
 
@@ -110,10 +110,10 @@ class MemoryStore:
 
     def __init__(self, *, clock: Clock = utc_now, command_lease_seconds: float = 60.0) -> None:
         self.catalog = MemoryCatalog()
-        documents: dict[str, Mapping[Any, Document]] = {}
-        self.ledger = MemoryLedger(clock, command_lease_seconds, documents)
-        self.profiles = MemoryProfiles(clock, self.ledger)
-        self.relations = MemoryRelations(clock, self.ledger)
+        documents: dict[str, dict[Any, Document]] = {}
+        self.inbox = MemoryInbox(clock, command_lease_seconds, documents)
+        self.profiles = MemoryProfiles(clock, self.inbox)
+        self.relations = MemoryRelations(clock, self.inbox)
         self._epochs: dict[str, int] = {}
         documents.update(profiles=self.profiles.documents, relations=self.relations.documents)
         documents.update(
@@ -121,12 +121,11 @@ class MemoryStore:
         )
 
     def ports(self, fence: Fence | None = None) -> Stores:
-        """The domain's view of this store; with `fence`, that of one partition's owner.
-        Answers in memory are not fenced: one process holds them, so no stale owner can."""
+        """The domain's view of this store; with `fence`, that of one partition's owner."""
         if fence is None:
-            return Stores(self.catalog, self.profiles, self.relations, self.ledger)
+            return Stores(self.catalog, self.profiles, self.relations, self.inbox)
         profiles, relations = self.profiles.fenced(fence), self.relations.fenced(fence)
-        return Stores(self.catalog, profiles, relations, self.ledger)
+        return Stores(self.catalog, profiles, relations, self.inbox.fenced(fence))
 
     async def fence(self, partition: str) -> Fence:
         """The next epoch of `partition`."""
@@ -134,5 +133,5 @@ class MemoryStore:
         return Fence(partition, self._epochs[partition])
 
     async def forget_before(self, moment: datetime) -> int:
-        """Sweep the ledger entries older than `moment`."""
-        return await self.ledger.forget_before(moment)
+        """Sweep the inbox records older than `moment`."""
+        return await self.inbox.forget_before(moment)

@@ -12,24 +12,24 @@ from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import FieldChanges, Profile, ProfileWrite
 from worker.store.fence import Fence
 from worker.store.markers import Target, marker_of, marker_time
-from worker.store.memory_ledger import (
+from worker.store.memory_documents import (
     Clock,
     Document,
-    MemoryLedger,
     fenced_write,
     markers_after,
     overtaken_document,
     read_stamped,
     still_as_read,
 )
+from worker.store.memory_inbox import MemoryInbox
 
 
 class MemoryProfiles:
     """Implements `worker.domain.shared.ports.ProfileStore` like `worker.store.profiles`."""
 
-    def __init__(self, clock: Clock, ledger: MemoryLedger) -> None:
+    def __init__(self, clock: Clock, inbox: MemoryInbox) -> None:
         self._clock = clock
-        self._ledger = ledger
+        self._inbox = inbox
         self.documents: dict[str, Document] = {}
         self.claims: dict[str, str] = {}
         self._fence: Fence | None = None
@@ -37,7 +37,7 @@ class MemoryProfiles:
     def fenced(self, fence: Fence) -> MemoryProfiles:
         """The same profiles for the owner of one partition: its writes carry `fence`."""
         fenced = copy.copy(self)
-        fenced._fence = fence
+        fenced._fence, fenced._inbox = fence, self._inbox.fenced(fence)
         return fenced
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
@@ -74,7 +74,7 @@ class MemoryProfiles:
         """Answers ahead, then claims, then each write if its profile is still as read; a
         write whose marker is on its profile already landed before."""
         now = self._clock()
-        self._ledger.write_ahead(
+        self._inbox.write_ahead(
             (w.command_id, w.result, w.events, Target("profiles", w.profile_id))
             for w in writes
             if w.command_id is not None
@@ -90,7 +90,7 @@ class MemoryProfiles:
             elif document is not None and marker in document.markers:
                 status = "landed_before"
             elif ok and still_as_read(document, write.before):
-                written = _written(write, document, marker, now, self._ledger.lease_seconds)
+                written = _written(write, document, marker, now, self._inbox.lease_seconds)
                 self.documents[write.profile_id] = fenced_write(document, written, self._fence)
                 status = "applied"
                 for key in write.releases:

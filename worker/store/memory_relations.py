@@ -12,24 +12,24 @@ from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import INT64, Relation, RelationWrite
 from worker.store.fence import Fence
 from worker.store.markers import Target, marker_of, marker_time
-from worker.store.memory_ledger import (
+from worker.store.memory_documents import (
     Clock,
     Document,
-    MemoryLedger,
     fenced_write,
     markers_after,
     overtaken_document,
     read_stamped,
     still_as_read,
 )
+from worker.store.memory_inbox import MemoryInbox
 
 
 class MemoryRelations:
     """Implements `worker.domain.shared.ports.RelationStore` like `worker.store.relations`."""
 
-    def __init__(self, clock: Clock, ledger: MemoryLedger) -> None:
+    def __init__(self, clock: Clock, inbox: MemoryInbox) -> None:
         self._clock = clock
-        self._ledger = ledger
+        self._inbox = inbox
         self.documents: dict[int, Document] = {}
         self.removed: dict[int, Document] = {}
         """The markers of removed relations (see `worker.store.markers.removed_from`)."""
@@ -41,7 +41,7 @@ class MemoryRelations:
     def fenced(self, fence: Fence) -> MemoryRelations:
         """The same relations for the owner of one partition: its writes carry `fence`."""
         fenced = copy.copy(self)
-        fenced._fence = fence
+        fenced._fence, fenced._inbox = fence, self._inbox.fenced(fence)
         return fenced
 
     async def relations_by_keys(
@@ -66,7 +66,7 @@ class MemoryRelations:
         """Answers ahead, the key of each creation, then each write if its relation is still
         as read; a deletion releases its key first and has landed once the relation is gone."""
         now = self._clock()
-        self._ledger.write_ahead(
+        self._inbox.write_ahead(
             (w.command_id, w.result, w.events, _target(w))
             for w in writes
             if w.command_id is not None
@@ -104,7 +104,7 @@ class MemoryRelations:
         if document is not None and marker in document.markers:
             return "landed_before"
         if claimed and still_as_read(document, write.before):
-            written = _relation_written(write, document, marker, now, self._ledger.lease_seconds)
+            written = _relation_written(write, document, marker, now, self._inbox.lease_seconds)
             self.documents[relation.relation_id] = fenced_write(document, written, self._fence)
             return "applied"
         return "conflict"

@@ -13,7 +13,7 @@ from worker.settings import Settings
 from worker.store.catalog import CatalogRepository
 from worker.store.errors import translated, translated_now
 from worker.store.fence import EPOCHS, Fence, next_fence
-from worker.store.ledger import MongoLedger
+from worker.store.inbox import MongoInbox
 from worker.store.profiles import ProfileRepository
 from worker.store.relations import RelationRepository
 from worker.store.server import ServerTraits
@@ -34,9 +34,9 @@ class MongoStore:
         db = client[database]
         self.server = ServerTraits()
         self.catalog = CatalogRepository(db)
-        self.ledger = MongoLedger(db, command_lease_seconds, self.server)
-        self.profiles = ProfileRepository(db, self.ledger, self.server)
-        self.relations = RelationRepository(db, self.ledger, self.server)
+        self.inbox = MongoInbox(db, command_lease_seconds, self.server)
+        self.profiles = ProfileRepository(db, self.inbox, self.server)
+        self.relations = RelationRepository(db, self.inbox, self.server)
         self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
         self._epochs = db[EPOCHS]
 
@@ -63,12 +63,12 @@ class MongoStore:
         """The domain's view of this store; with `fence`, that of one partition's owner,
         whose writes never land after a later owner's (see `fence.py`)."""
         if fence is None:
-            return Stores(self._catalog_reads, self.profiles, self.relations, self.ledger)
+            return Stores(self._catalog_reads, self.profiles, self.relations, self.inbox)
         return Stores(
             self._catalog_reads,
             self.profiles.fenced(fence),
             self.relations.fenced(fence),
-            self.ledger.fenced(fence),
+            self.inbox.fenced(fence),
         )
 
     async def fence(self, partition: str) -> Fence:
@@ -80,7 +80,7 @@ class MongoStore:
         async with translated():
             await self.server.detect(self._client)
         await self.profiles.ensure_indexes()
-        await self.ledger.ensure_indexes()
+        await self.inbox.ensure_indexes()
         await self.relations.ensure_indexes()
 
     async def ping(self) -> None:
@@ -88,10 +88,10 @@ class MongoStore:
             await self._client.admin.command("ping")
 
     async def forget_before(self, moment: datetime) -> int:
-        """Sweep the ledger and the version reservations older than `moment`."""
+        """Sweep the inbox and the version reservations older than `moment`."""
         await self.profiles.forget_revisions_before(moment)
         await self.relations.forget_revisions_before(moment)
-        return await self.ledger.forget_before(moment)
+        return await self.inbox.forget_before(moment)
 
     async def close(self) -> None:
         await self._client.close()

@@ -4,7 +4,7 @@ Uniqueness is enforced with claim documents keyed by `_id` (`profile_keys`), and
 version is reserved by inserting a revision document (`profile_revisions`) before the update:
 inserts keyed by `_id` are atomic on MongoDB and on FerretDB alike, which conditional updates
 are not on FerretDB. Every write leaves the command's marker on the profile, so a new owner of
-the command after a crash can tell whether it landed (`worker.store.ledger`).
+the command after a crash can tell whether it landed (`worker.store.inbox`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.fence import FIELD as FENCE_FIELD
 from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
-from worker.store.ledger import MongoLedger, WriteAhead
+from worker.store.inbox import MongoInbox, WriteAhead
 from worker.store.markers import (
     Stamp,
     Target,
@@ -48,19 +48,19 @@ class ProfileRepository:
     """Implements `worker.domain.shared.ports.ProfileStore`."""
 
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits
+        self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox, server: ServerTraits
     ) -> None:
-        self._ledger = ledger
+        self._inbox = inbox
         self._server = server
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS], ledger.lease_seconds)
+        self._revisions = Revisions(db[REVISIONS], inbox.lease_seconds)
         self._fence: Fence | None = None
 
     def fenced(self, fence: Fence) -> ProfileRepository:
         """This repository for the owner of one partition: its writes carry `fence`."""
         fenced = copy.copy(self)
-        fenced._fence, fenced._ledger = fence, self._ledger.fenced(fence)
+        fenced._fence, fenced._inbox = fence, self._inbox.fenced(fence)
         return fenced
 
     async def ensure_indexes(self) -> None:
@@ -112,13 +112,13 @@ class ProfileRepository:
     async def _write_fresh(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
         """Answers ahead, then claims, revisions, the profile writes, and which markers landed.
 
-        Each answer is written ahead into the ledger before its write, so an owner taking the
+        Each answer is written ahead into the inbox before its write, so an owner taking the
         command over after a crash can answer what landed.
         """
         markers = [marker_of(write.command_id) for write in writes]
         async with translated():
             now = datetime.now(UTC)
-            await self._ledger.write_ahead(
+            await self._inbox.write_ahead(
                 [
                     WriteAhead(w.command_id, w.result, w.events, Target(PROFILES, w.profile_id))
                     for w in writes
@@ -128,7 +128,7 @@ class ProfileRepository:
             claimed = await self._claim(writes)
             eligible = await self._take_revisions(writes, claimed, now)
             filter_fence = self._fence if self._server.fences_in_filters else None
-            keep_ms = marker_keep_ms(self._ledger.lease_seconds)
+            keep_ms = marker_keep_ms(self._inbox.lease_seconds)
             operations = [
                 _operation(write, marker, now, keep_ms, self._fence, filter_fence)
                 for write, marker, ok in zip(writes, markers, eligible, strict=True)

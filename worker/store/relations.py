@@ -26,7 +26,7 @@ from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.fence import FIELD as FENCE_FIELD
 from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
-from worker.store.ledger import MongoLedger, WriteAhead
+from worker.store.inbox import MongoInbox, WriteAhead
 from worker.store.markers import (
     Stamp,
     Target,
@@ -53,13 +53,13 @@ class RelationRepository:
     """Implements `worker.domain.shared.ports.RelationStore`."""
 
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], ledger: MongoLedger, server: ServerTraits
+        self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox, server: ServerTraits
     ) -> None:
-        self._ledger = ledger
+        self._inbox = inbox
         self._server = server
         self._relations = db[RELATIONS]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS], ledger.lease_seconds)
+        self._revisions = Revisions(db[REVISIONS], inbox.lease_seconds)
         self._removed = db[REMOVED]
         self._blocks = db[ID_BLOCKS]
         self._free_ids: list[int] = []
@@ -70,7 +70,7 @@ class RelationRepository:
         """This repository for the owner of one partition: its writes carry `fence`. Copies
         share the relation ids reserved so far (one process, one allocator)."""
         fenced = copy.copy(self)
-        fenced._fence, fenced._ledger = fence, self._ledger.fenced(fence)
+        fenced._fence, fenced._inbox = fence, self._inbox.fenced(fence)
         return fenced
 
     async def ensure_indexes(self) -> None:
@@ -137,7 +137,7 @@ class RelationRepository:
         markers = [marker_of(write.command_id) for write in writes]
         async with translated():
             now = datetime.now(UTC)
-            await self._ledger.write_ahead(
+            await self._inbox.write_ahead(
                 [
                     WriteAhead(w.command_id, w.result, w.events, _target(w))
                     for w in writes
@@ -161,7 +161,7 @@ class RelationRepository:
             await self._keep_markers(deletes, now)
             await self._release(deletes)
             fence = self._fence if self._server.fences_in_filters else None
-            keep_ms = marker_keep_ms(self._ledger.lease_seconds)
+            keep_ms = marker_keep_ms(self._inbox.lease_seconds)
             operations = [
                 _operation(w, marker, now, keep_ms, self._fence, fence)
                 for w, marker, ok in zip(writes, markers, eligible, strict=True)

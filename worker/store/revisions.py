@@ -21,8 +21,11 @@ from worker.store.errors import duplicate_indexes
 class Revisions:
     """One collection of reservations for one kind of document.
 
-    `stranded_seconds` is the command lease: a writer that has not written within it is
-    presumed dead, as the ledger presumes its owner dead then."""
+    `stranded_seconds` (`command_lease_seconds`): a writer that has not written within it
+    is presumed dead. Profiles reached by keys of several partitions have writers in several
+    processes, so a reservation is the one lock left; a stale writer that wakes after its
+    reservation was removed is still refused by the fence, if a later owner of its partition
+    wrote the document."""
 
     def __init__(
         self, collection: AsyncCollection[dict[str, Any]], stranded_seconds: float
@@ -39,7 +42,8 @@ class Revisions:
         A revision stranded by a crash is removed once it is older than the lease, so its
         document does not stay locked; the writers held back meanwhile retry (in a later
         round or batch, in queue order). Known gap: a writer that stalls longer than that
-        between its reservation and its write could overlap the next writer.
+        between its reservation and its write could overlap the next writer from another
+        partition (one of its own partition shuts it out with the fence).
         """
         documents = [
             {"_id": f"{doc_id}:{expected + 1}", "of": doc_id, "at": now}

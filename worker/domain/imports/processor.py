@@ -97,8 +97,7 @@ class ImportProcessor(CommandProcessor):
         self, checked: list[CheckedImport], lookup: Lookup, batch: Batch
     ) -> tuple[list[tuple[ImportJob, ProfileWrite]], list[ImportJob]]:
         """Plan every job on what it matched, in queue order; a job whose profile or unique
-        values an earlier job still has in hand (planned, waiting, or held elsewhere) waits a
-        round."""
+        values an earlier job still has in hand (planned or waiting) waits a round."""
         now = self._clock()
         limits = _ProfileLimits(self._stores.profiles)
         planned: list[tuple[ImportJob, ProfileWrite]] = []
@@ -113,7 +112,7 @@ class ImportProcessor(CommandProcessor):
                 releasable = releasable_keys(item.database, item.changes, target)
                 holds = {identity, profile_id, *item.unique_keys, *releasable}
                 holders = {lookup.owners[key] for key in item.unique_keys if key in lookup.owners}
-                if not in_hand.isdisjoint(holds | holders) or batch.held_elsewhere(job):
+                if not in_hand.isdisjoint(holds | holders):
                     in_hand |= holds
                     waiting.append(job)
                     continue

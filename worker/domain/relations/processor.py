@@ -139,7 +139,7 @@ class RelationProcessor(CommandProcessor):
         taken: set[str] = set()
         for item in resolved:
             job = item.checked.job
-            if item.key in taken or batch.held_elsewhere(job):
+            if item.key in taken:
                 taken.add(item.key)
                 waiting.append(job)
                 continue
@@ -179,7 +179,7 @@ def _decoded(admitted: Admitted) -> RelationJob:
     command = decode_relation(admitted.raw)
     key = relation_order_key(command)
     if command.action == "detach" and admitted.target is not None:
-        # An owner that died chose this relation and may have released its key already:
+        # An earlier owner chose this relation and may have released its key already:
         # the detach is finished on it.
         command = command.model_copy(update={"relation_id": int(admitted.target)})
     return RelationJob(admitted.index, admitted.envelope, command, admitted.command_id, key)

@@ -43,7 +43,7 @@ class CatalogReader(CredentialReader, Protocol):
 WriteStatus = Literal["applied", "conflict", "landed_before", "fenced"]
 """`conflict`: another writer changed the document since it was read; plan again.
 `landed_before`: the command's effect was already on the document (an earlier owner of the
-command wrote it): nothing was written, and the ledger holds the answer that goes with it.
+command wrote it): nothing was written, and the inbox holds the answer that goes with it.
 `fenced`: a later owner of the writer's partition wrote the document: this process lost the
 partition, and its batch goes back to the broker unanswered."""
 
@@ -131,8 +131,8 @@ class Recorded:
     """The command was decided before: answer `result` again.
 
     `events` is set only when its effect landed but its answer may never have been sent (its
-    owner died in between): they are published (again; consumers dedupe on `message_id` +
-    `event`).
+    owner lost its partition or died in between): they are published (again; consumers
+    dedupe on `message_id` + `event`).
     Both are the JSON documents recorded; the processor reads them back into its models.
     """
 
@@ -144,29 +144,22 @@ class Recorded:
 
 
 @dataclass(frozen=True)
-class Yours:
-    """This caller decides the command now.
+class Resume:
+    """An earlier owner decided the command and wrote its answer ahead, but its write did not
+    land (and now never will): decide it again, on the same `target`, so that a creation is
+    planned under the id the earlier owner chose."""
 
-    `target` is the document an owner that died had chosen (its write did not land): a
-    creation is planned under that id again, so the dead owner's write can never add one.
-    """
-
-    target: str | int | None = None
+    target: str | int
 
 
-@dataclass(frozen=True)
-class Busy:
-    """Another live owner is deciding the command right now: come back later."""
+Recall = Recorded | Resume
 
 
-Claim = Recorded | Yours | Busy
+class Inbox(Protocol):
+    """What was decided of each command: the dedup inbox of SPEC §9 (`worker.store.inbox`)."""
 
-
-class Ledger(Protocol):
-    """Who decides each command, and its answer: the dedup inbox of SPEC §9."""
-
-    async def claim(self, command_ids: Sequence[str], owner: str) -> dict[str, Claim]:
-        """Take each command for `owner`, unless it was answered or another owner holds it."""
+    async def recall(self, command_ids: Sequence[str]) -> dict[str, Recall]:
+        """What is recorded of each command; one that is not in the answer was never decided."""
         ...
 
     async def remember(self, answers: Mapping[str, ResultModel]) -> None:
@@ -189,4 +182,4 @@ class Stores:
     catalog: CatalogReader
     profiles: ProfileStore
     relations: RelationStore
-    ledger: Ledger
+    inbox: Inbox

@@ -19,7 +19,7 @@ its end. The parts, in the order they run:
 - default: one process with default settings (P = 1: it consumes the command queue itself,
   exclusively; no hop).
 - P = 8, 1 / 2 / 3 processes: the commands are published straight to the partition exchange
-  `<queue>.partitions` with routing key `worker.domain.order.routing_key("imports", body)`,
+  `<queue>.partitions` with routing key `worker.domain.order.routing_key("imports", body, P)`,
   as a producer that can does, so the routing hop is not in these figures.
 - routing alone: N commands in the command queue, one process with P = 8 that only routes. The
   bench declares the topology first and holds every import partition with an exclusive
@@ -662,7 +662,9 @@ async def partitioned(base: Settings, logs: Path, count: int, processes: int) ->
     figure = Figure(f"P = 8, {processes} process(es)", processes, PARTITIONS, "partitions", 0.0)
     async with Part(base, partitions=PARTITIONS) as part:
         exchange = Partitions(part.settings.import_queue, PARTITIONS).exchange
-        messages = [(exchange, routing_key("imports", b), mid, b) for mid, b in mix(count)]
+        messages = [
+            (exchange, routing_key("imports", b, PARTITIONS), mid, b) for mid, b in mix(count)
+        ]
         workers = Workers(part.settings, logs)
         try:
             await workers.start(processes)

@@ -155,7 +155,7 @@ install_rabbitmq() {
 
 start_rabbitmq() {
   install_rabbitmq
-  as_root rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null
+  as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
   if ! as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     log "starting RabbitMQ"
     start_rabbitmq_node

@@ -54,13 +54,7 @@ def service_urls() -> Iterator[ServiceUrls]:
     from testcontainers.mongodb import MongoDbContainer
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    management = (
-        RabbitMqContainer("rabbitmq:4-management")
-        .with_exposed_ports(5672, 15672)
-        .with_env(  # partitions need the consistent-hash exchange (it replaces the image's list)
-            "RABBITMQ_ENABLED_PLUGINS", "rabbitmq_management,rabbitmq_consistent_hash_exchange"
-        )
-    )
+    management = RabbitMqContainer("rabbitmq:4-management").with_exposed_ports(5672, 15672)
     with management as rabbit, MongoDbContainer("mongo:7") as mongo:
         host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
         yield ServiceUrls(

@@ -29,7 +29,7 @@ from tests.unit.harness import (
 from worker.asyncapi import asyncapi_document
 from worker.asyncapi.flows import flows
 from worker.asyncapi.names import title
-from worker.asyncapi.partitions import example
+from worker.asyncapi.partitions import EXAMPLE_PARTITIONS, example
 from worker.asyncapi.schemas import ERROR_CODES, EVENTS
 from worker.cli.asyncapi import DocumentFormat, asyncapi, render
 from worker.domain import order
@@ -201,12 +201,13 @@ def test_the_partitions_are_documented_as_they_are_declared(count: int) -> None:
         for member in (partitions.members, partitions.hungry):
             assert member in exchange["description"]
         assert flow.order is not None
-        body, key = example(flow.order)
+        shown = count if count > 1 else EXAMPLE_PARTITIONS
+        body, key = example(flow.order, shown)
         assert order.order_key_of(flow.order, body, len(body)) is not None
-        assert exchange["parameters"]["orderKeyHash"]["examples"] == [
-            order.routing_key(flow.order, body)
+        assert exchange["parameters"]["partitionKey"]["examples"] == [
+            order.routing_key(flow.order, body, shown)
         ]
-        assert key in exchange["parameters"]["orderKeyHash"]["description"]
+        assert f"routing key `{key}`" in exchange["parameters"]["partitionKey"]["description"]
         assert set(exchange["messages"]) == set(flow.commands)
         queue = document["channels"][flow.partition_queues_id]
         enum = queue["parameters"]["partition"].get("enum")

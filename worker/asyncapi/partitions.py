@@ -1,4 +1,4 @@
-"""The partitions of a command queue (SPEC §9): the consistent-hash exchange that producers may
+"""The partitions of a command queue (SPEC §9): the partition exchange that producers may
 publish to straight, with the routing key they must give, and the partition queues behind it,
 named as `worker.runtime.partitions` names them."""
 
@@ -12,11 +12,13 @@ from worker.asyncapi.flows import Flow
 from worker.asyncapi.messages import amqp
 from worker.asyncapi.names import message_refs
 from worker.domain.order import CommandKind, order_key_of, routing_key
-from worker.runtime.partitions import EQUAL_WEIGHT, Partitions
+from worker.runtime.partitions import Partitions
 from worker.settings import Settings
 
-ROUTING_KEY = "orderKeyHash"
+ROUTING_KEY = "partitionKey"
 """The parameter of the partition exchange's channel: a command's routing key."""
+EXAMPLE_PARTITIONS = 8
+"""P for the example routing keys when the document is made with P = 1 (no partitions)."""
 
 EXAMPLES: dict[CommandKind, dict[str, Any]] = {
     "imports": {"account_id": 1, "db_id": 10, "email": "Ada@Example.com", "_fname": "Ada"},
@@ -32,11 +34,11 @@ EXAMPLES: dict[CommandKind, dict[str, Any]] = {
 """A command of each kind, whose routing key the document shows."""
 
 
-def example(kind: CommandKind) -> tuple[bytes, str]:
-    """An example body of `kind` and its routing key."""
+def example(kind: CommandKind, partitions: int) -> tuple[bytes, str]:
+    """An example body of `kind` and its routing key with `partitions` partitions."""
     body = orjson.dumps(EXAMPLES[kind])
     assert order_key_of(kind, body, len(body)) is not None, "an example must have an order key"
-    return body, routing_key(kind, body)
+    return body, routing_key(kind, body, partitions)
 
 
 def partition_channels(flow: Flow, settings: Settings) -> dict[str, Any]:
@@ -51,15 +53,16 @@ def partition_channels(flow: Flow, settings: Settings) -> dict[str, Any]:
 
 def _exchange_channel(flow: Flow, kind: CommandKind, partitions: Partitions) -> dict[str, Any]:
     queue, exchange, count = partitions.queue, partitions.exchange, partitions.count
-    body, key = example(kind)
+    shown = count if partitions.routed else EXAMPLE_PARTITIONS
+    body, key = example(kind, shown)
     exchange_binding = {"name": exchange, "durable": True, "autoDelete": False}
     return {
         "address": f"{{{ROUTING_KEY}}}",
         "description": (
             f"The partitions of `{queue}` (SPEC §9), with `PW_PARTITIONS` = P > 1 (P = {count} "
             f"in the settings this document was made with): the durable exchange `{exchange}` "
-            "of type `x-consistent-hash` (RabbitMQ's plugin rabbitmq_consistent_hash_exchange), "
-            f"bound with equal weight to the P queues `{queue}.partition.<i>`, i = 0 … P-1. The "
+            f"of type `direct`, to which each of the P queues `{queue}.partition.<i>`, "
+            "i = 0 … P-1, is bound with the routing key `i`. The "
             f"routing stage (one process at a time consumes `{queue}`) publishes every command "
             "here unchanged (body, `message_id`, `correlation_id`, `reply_to`, headers) as the "
             "worker's broker user, with the producer's validated `user_id` in "
@@ -73,12 +76,13 @@ def _exchange_channel(flow: Flow, kind: CommandKind, partitions: Partitions) -> 
         "parameters": {
             ROUTING_KEY: {
                 "description": (
-                    "The routing key: 16 lowercase hex digits, the XXH64 (seed 0) of the "
-                    "command's order key (SPEC §9), as `worker.domain.order.routing_key(kind, "
-                    f'body)` computes it, with kind `"{kind}"` here. A body without an order key '
-                    "is routed by the XXH64 of its bytes and refused (400) by the partition it "
-                    f"reaches. A producer that cannot compute it publishes to `{queue}` "
-                    f"instead. Example: the body `{body.decode()}` has the routing key `{key}`."
+                    "The routing key: the command's partition in decimal, the XXH64 (seed 0) of "
+                    "its order key (SPEC §9) modulo P, as `worker.domain.order.routing_key("
+                    f'kind, body, P)` computes it, with kind `"{kind}"` here. A body without an '
+                    "order key is placed by the XXH64 of its bytes and refused (400) by the "
+                    f"partition it reaches. A producer that cannot compute it publishes to "
+                    f"`{queue}` instead. Example: with P = {shown} the body `{body.decode()}` "
+                    f"has the routing key `{key}`."
                 ),
                 "examples": [key],
             }
@@ -100,12 +104,12 @@ def _queues_channel(flow: Flow, partitions: Partitions) -> dict[str, Any]:
         "description": (
             f"A partition of `{queue}` (`PW_PARTITIONS` > 1): a durable queue with the "
             f"arguments of `{queue}` (queue type; rejected deliveries dead-letter to "
-            f"`{queue}.dead`), bound to `{partitions.exchange}` with routing key "
-            f'"{EQUAL_WEIGHT}" (an equal weight). One process at a time consumes it (an '
+            f"`{queue}.dead`), bound to `{partitions.exchange}` with its index as the routing "
+            "key. One process at a time consumes it (an "
             "exclusive consumer; `x-single-active-consumer` on quorum queues), so the commands "
             "of one order key apply in queue order. Retries go back to "
             f"`{queue}` and through the routing stage again. Producers do not publish here: "
-            "the exchange picks the partition."
+            "they publish to the exchange under the partition's key."
         ),
         "parameters": {"partition": partition},
         "messages": message_refs(flow.commands),

@@ -2,8 +2,8 @@
 command queue's partition exchange, skipping the routing stage.
 
 Straight to the partitions, each command's routing key is the one the routing stage would give
-it, `worker.domain.order.routing_key`: the consistent-hash exchange puts it in the partition of
-its order key, behind the commands of that key already there.
+it, `worker.domain.order.routing_key`: the partition exchange puts it in the partition of its
+order key, behind the commands of that key already there.
 """
 
 from __future__ import annotations
@@ -36,5 +36,5 @@ def to_partitions(partitions: Partitions, kind: CommandKind, max_bytes: int) -> 
     return Destination(
         partitions.queue,
         partitions.exchange,
-        lambda body: routing_key(kind, body, max_bytes),
+        lambda body: routing_key(kind, body, partitions.count, max_bytes),
     )

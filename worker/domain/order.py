@@ -47,10 +47,17 @@ def order_key_of(kind: CommandKind, body: bytes, max_bytes: int) -> str | None:
         return None
 
 
-def routing_key(kind: CommandKind, body: bytes, max_bytes: int = 1_048_576) -> str:
-    """The routing key that sends a command to its partition through the consistent-hash
-    exchange: XXH64 of its order key as 16 hex digits (keys may hold e-mail addresses, which
-    do not belong in routing keys). A body without a key is spread by its own hash: whichever
+def partition_of(
+    kind: CommandKind, body: bytes, partitions: int, max_bytes: int = 1_048_576
+) -> int:
+    """The partition (0 to `partitions` - 1) of a command: XXH64 of its order key, modulo
+    the number of partitions. A body without a key is placed by its own hash: whichever
     partition gets it refuses it, and its copies land together."""
     key = order_key_of(kind, body, max_bytes)
-    return xxhash.xxh64_hexdigest(key.encode() if key is not None else body)
+    return xxhash.xxh64_intdigest(key.encode() if key is not None else body) % partitions
+
+
+def routing_key(kind: CommandKind, body: bytes, partitions: int, max_bytes: int = 1_048_576) -> str:
+    """The routing key that sends a command to its partition through the partition exchange
+    (a direct exchange; partition i is bound with the key "i")."""
+    return str(partition_of(kind, body, partitions, max_bytes))

@@ -1,20 +1,21 @@
 """The partitions of a command queue (SPEC §2, §9): their names, and how they are declared.
 
-With P > 1 a command queue `Q` is drained by one routing stage into the consistent-hash
-exchange `Q.partitions`, bound to the P queues `Q.partition.<i>` with equal weights (RabbitMQ
-hashes the routing key, the command's order-key hash, with jump consistent hashing). With
-P = 1 there is no hop: `Q` is its own single partition. Two queues that never hold a message
-carry membership: every process consumes `Q.members` while it is connected (its consumer
-count is the number of live processes), and `Q.hungry` while it holds fewer partitions than
-its share (see `ownership.py`).
+With P > 1 a command queue `Q` is drained by one routing stage into the direct exchange
+`Q.partitions`, to which each partition queue `Q.partition.<i>` is bound with the key "i": the
+worker computes a command's partition itself (`worker.domain.order.partition_of`), so the same
+key goes to the same partition on every node and across restarts. RabbitMQ's consistent-hash
+exchange does not: it rebuilds its ring from the bindings in recovery order when a node restarts
+(308 of 400 keys moved to another partition after one restart of 3.10, measured), and each node
+of a cluster keeps its own ring. With P = 1 there is no hop: `Q` is its own single partition.
+Two queues that never hold a message carry membership: every process consumes `Q.members` while
+it is connected (its consumer count is the number of live processes), and `Q.hungry` while it
+holds fewer partitions than its share (see `ownership.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-EQUAL_WEIGHT = "1"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class Partitions:
     @property
     def exchange(self) -> str:
         return f"{self.queue}.partitions"
+
+    @staticmethod
+    def binding(index: int) -> str:
+        """The routing key partition `index` is bound with."""
+        return str(index)
 
     def name(self, index: int) -> str:
         return f"{self.queue}.partition.{index}" if self.routed else self.queue

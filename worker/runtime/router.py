@@ -2,12 +2,12 @@
 
 One process at a time routes a queue (its consumer is exclusive, see `ownership.py`). Each
 command is published unchanged (body, message id, correlation id, reply-to, headers) to the
-partition exchange under its order key's hash, with publisher confirms, and the batch is acked
-only once every copy is confirmed: a crash in between routes the batch again, and the copies
-are answered from the command ledger like any redelivery. The producer's broker user travels
-in the header the worker vouches for, as on its retry and dead-letter copies. A body that is
-not a command is routed by its own hash and refused by the partition that gets it, so the
-stage never stops on one.
+partition exchange under its partition's key (`worker.domain.order.routing_key`), with publisher
+confirms, and the batch is acked only once every copy is confirmed: a crash in between routes
+the batch again, and the copies are answered from the inbox like any redelivery. The producer's
+broker user travels in the header the worker vouches for, as on its retry and dead-letter
+copies. A body that is not a command is routed by its own hash and refused by the partition that
+gets it, so the stage never stops on one.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ class RoutingStage:
         settings = self._settings
         producer = producer_user(delivery, settings.broker_user)
         return Outgoing(
-            routing_key=routing_key(self._kind, delivery.body, settings.max_message_bytes),
+            routing_key=routing_key(
+                self._kind, delivery.body, self._partitions.count, settings.max_message_bytes
+            ),
             body=delivery.body,
             exchange=self._partitions.exchange,
             correlation_id=delivery.correlation_id,

@@ -16,7 +16,6 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from worker.errors import ConfigurationError
 from worker.runtime.partitions import (
-    EQUAL_WEIGHT,
     SIGNAL_QUEUE,
     SINGLE_ACTIVE,
     Partitions,
@@ -110,18 +109,18 @@ async def declare_partitions(channel: AbstractChannel, settings: Settings, route
         return
     try:
         exchange = await channel.declare_exchange(
-            partitions.exchange, ExchangeType.X_CONSISTENT_HASH, durable=True
+            partitions.exchange, ExchangeType.DIRECT, durable=True
         )
-    except aiormq.exceptions.ConnectionCommandInvalid as exc:
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
         raise ConfigurationError(
-            f"the broker refused the partition exchange '{partitions.exchange}': {exc}. "
-            "PW_PARTITIONS > 1 needs RabbitMQ's consistent-hash exchange: "
-            "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"
+            f"the partition exchange '{partitions.exchange}' exists with another type: {exc}. "
+            "An earlier version declared it x-consistent-hash; drain its partitions, then "
+            f"delete it (rabbitmqctl delete_exchange {partitions.exchange}) and start again"
         ) from exc
     arguments = command_queue_arguments(settings, route)
-    for name in partitions.names:
+    for index, name in enumerate(partitions.names):
         queue = await _declare_queue(channel, name, arguments)
-        await queue.bind(exchange, routing_key=EQUAL_WEIGHT)
+        await queue.bind(exchange, routing_key=partitions.binding(index))
 
 
 def result_queue_arguments(settings: Settings) -> dict[str, Any]:

@@ -31,7 +31,7 @@ deploy-check:
 
 ## lint, types, and every test against the real services
 test: bootstrap services lint typecheck deploy-check
-	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered
+	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
 
 ## pure logic, and the processors and store contract on the in-memory store: no services needed
 unit: bootstrap

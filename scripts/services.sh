@@ -4,6 +4,12 @@
 #   SQLite handler) built once from the Go module proxy and cached.
 # With a reachable Docker engine and PW_SERVICES=docker it uses docker compose instead.
 # Usage: scripts/services.sh start|stop [mongo-java-server]|status|env
+#        scripts/services.sh node-stop|node-kill|node-start|node-isolate|node-heal N
+#
+# Opt-in: PW_RABBITMQ_NODES=3 makes `start` also bring up a three-node RabbitMQ cluster, each
+# node in a network namespace of its own (scripts/rabbitmq-cluster.sh says how and why); `env`
+# then prints the three addresses as AMQP_URL and PW_QUEUE_TYPE=quorum, and the node-* commands
+# stop, kill -9, start, cut off and heal one node. The default node stays as it is.
 #
 # Opt-in, for benchmarks: PW_FERRETDB_BACKEND=postgresql makes `start` also bring up PostgreSQL
 # (Debian's package; its own cluster "profile_worker" on 127.0.0.1:${PW_PG_PORT:-5433}, database
@@ -91,6 +97,8 @@ DO \$\$ BEGIN
   END IF;
 END \$\$;"
 MONGO_SERVER="${PW_MONGO_SERVER:-ferretdb}" # ferretdb, or mongo-java-server (also started)
+RABBITMQ_NODES="${PW_RABBITMQ_NODES:-1}" # 1: the default node only; 3: and a cluster beside it
+CLUSTER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rabbitmq-cluster.sh"
 MJS_VERSION=1.47.0
 MJS_SLF4J_VERSION=2.0.17 # the slf4j-api mongo-java-server 1.47.0 depends on; simple provider
 MJS_PORT="${PW_MJS_PORT:-27018}"
@@ -405,7 +413,12 @@ use_docker() {
 }
 
 print_env() {
-  echo "AMQP_URL=$AMQP_URL_SERVED"
+  if [ "$RABBITMQ_NODES" -gt 1 ]; then
+    "$CLUSTER" env
+    echo "PW_QUEUE_TYPE=quorum"
+  else
+    echo "AMQP_URL=$AMQP_URL_SERVED"
+  fi
   echo "MONGODB_URL=$MONGODB_URL_SERVED"
   if [ "$MONGO_SERVER" = mongo-java-server ]; then echo "PW_BENCH_MONGODB_URL=$MJS_URL_SERVED"; fi
 }
@@ -429,6 +442,7 @@ case "${1:-}" in
       start_ferretdb
     fi
     if [ "$MONGO_SERVER" = mongo-java-server ]; then start_mongo_java_server; fi
+    if [ "$RABBITMQ_NODES" -gt 1 ]; then "$CLUSTER" start; fi
     print_env
     ;;
   stop)
@@ -438,6 +452,7 @@ case "${1:-}" in
       *) echo "usage: $0 stop [mongo-java-server]" >&2; exit 2 ;;
     esac
     stop_mongo_java_server
+    if [ "$RABBITMQ_NODES" -gt 1 ]; then "$CLUSTER" stop; fi
     if use_docker; then docker compose -f "$(dirname "$0")/../docker-compose.yml" down; else stop_ferretdb; stop_postgresql; stop_rabbitmq; fi
     ;;
   status)
@@ -450,6 +465,7 @@ case "${1:-}" in
       port_open "$pg_port" && echo "postgresql: up (127.0.0.1:$pg_port, database $PG_DATABASE)" ||
         echo "postgresql: down"
     fi
+    if [ "$RABBITMQ_NODES" -gt 1 ]; then "$CLUSTER" status; fi
     if [ "$MONGO_SERVER" = mongo-java-server ] || [ -f "$MJS_PIDFILE" ]; then
       if [ -n "$(running_mongo_java_server)" ] && port_open "$MJS_PORT"; then
         echo "mongo-java-server: up ($MJS_URL_SERVED)"
@@ -459,5 +475,6 @@ case "${1:-}" in
     fi
     ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop [mongo-java-server]|status|env" >&2; exit 2 ;;
+  node-stop | node-kill | node-start | node-isolate | node-heal) "$CLUSTER" "$@" ;;
+  *) echo "usage: $0 start|stop [mongo-java-server]|status|env|node-<stop|kill|start|isolate|heal> N" >&2; exit 2 ;;
 esac

@@ -47,6 +47,11 @@ BATCH_SIZE = Histogram(
 )
 STORE_UP = Gauge("profile_worker_store_up", "1 while the database answers, 0 during an outage.")
 BROKER_UP = Gauge("profile_worker_broker_up", "1 while connected to RabbitMQ.")
+BROKER_ADDRESS = Gauge(
+    "profile_worker_broker_address",
+    "With several broker addresses: 1 for the one this process is connected to, 0 for the others.",
+    ["address"],
+)
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

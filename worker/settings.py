@@ -20,12 +20,24 @@ class Settings(BaseSettings):
         "amqp://guest:guest@127.0.0.1:5672/",
         validation_alias=AliasChoices("PW_AMQP_URL", "AMQP_URL"),
     )
+    """One broker address, or several separated by `,` or `;` (the nodes of one cluster, tried
+    in turn on every connect: `broker_addresses`)."""
+    broker_connect_timeout_seconds: float = Field(10.0, gt=0)
+    """How long one address may take to accept a connection before the next is tried (a node
+    cut off from the network never refuses: it only stays silent)."""
     mongodb_url: str = Field(
         "mongodb://127.0.0.1:27017/",
         validation_alias=AliasChoices("PW_MONGODB_URL", "MONGODB_URL"),
     )
     mongodb_database: str = "profile_worker"
     mongodb_timeout_ms: int = 5_000
+    mongodb_write_concern: str = Field("majority", pattern=r"^(majority|[0-9]+)$")
+    """`w` of every write: "majority" (a replica set acknowledges a write once most of its
+    members have it, so a failover never takes back a write the worker acted on), or a number
+    of members ("1": the primary alone)."""
+    mongodb_read_concern: Literal["local", "majority"] = "majority"
+    """`readConcern` of every read: "majority" reads only what most members have, so the
+    inbox never acts on a write that a failover could still take back."""
     connection_name: str = "profile-worker"
 
     import_queue: str = "database_import"
@@ -79,8 +91,23 @@ class Settings(BaseSettings):
 
     @field_validator("amqp_url")
     @classmethod
-    def _amqp_scheme(cls, url: str) -> str:
-        return _with_scheme(url, ("amqp", "amqps"))
+    def _amqp_scheme(cls, urls: str) -> str:
+        addresses = broker_addresses(urls)
+        if not addresses:
+            raise ValueError("expected at least one amqp://host[:port]/... address")
+        for number, address in enumerate(addresses, 1):
+            where = f"address {number} of {len(addresses)}: " if len(addresses) > 1 else ""
+            try:
+                _with_scheme(address, ("amqp", "amqps"))
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from None
+        users = {unquote(urlsplit(address).username or "guest") for address in addresses}
+        if len(users) > 1:
+            raise ValueError(
+                f"every broker address must log in as one user (its user_id is vouched for), "
+                f"got {', '.join(sorted(users))}"
+            )
+        return urls
 
     @field_validator("mongodb_url")
     @classmethod
@@ -90,7 +117,7 @@ class Settings(BaseSettings):
     @property
     def broker_user(self) -> str:
         """The broker user this worker connects as; RabbitMQ vouches for it in `user_id`."""
-        return unquote(urlsplit(self.amqp_url).username or "guest")
+        return unquote(urlsplit(broker_addresses(self.amqp_url)[0]).username or "guest")
 
     def as_environment(self) -> dict[str, str]:
         """`PW_*` variables that give another process (a spawned worker) these settings; an
@@ -115,8 +142,16 @@ def _with_scheme(url: str, schemes: tuple[str, ...]) -> str:
     return url
 
 
+def broker_addresses(urls: str) -> list[str]:
+    """The addresses of `amqp_url`: one, or several separated by `,` or `;` (kombu's and
+    pika's lists), in the order given."""
+    return [address.strip() for address in urls.replace(";", ",").split(",") if address.strip()]
+
+
 def redacted(url: str) -> str:
-    """`url` with its password replaced, fit for logs and error lines."""
+    """`url` (or each address of a list) with its password replaced, fit for logs and errors."""
+    if url.startswith("amqp") and len(broker_addresses(url)) > 1:  # mongodb:// lists hosts
+        return ",".join(redacted(address) for address in broker_addresses(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -96,6 +96,7 @@ def refused_run_settings(
     )
     return {
         "not a URL": {"PW_AMQP_URL": "not-a-url"},
+        "a bad address in a list": {"PW_AMQP_URL": f"{settings.amqp_url},rabbit-2:5672"},
         "http MongoDB URL": {"PW_MONGODB_URL": "http://127.0.0.1:27017/"},
         "wrong password": {"PW_AMQP_URL": with_url(settings.amqp_url, password="wrong")},
         "unknown virtual host": {"PW_AMQP_URL": with_url(settings.amqp_url, path="/no-such-vhost")},
@@ -106,6 +107,7 @@ def refused_run_settings(
 
 EXPECTED_LINES = {
     "not a URL": "invalid setting: PW_AMQP_URL: expected amqp://host",
+    "a bad address in a list": "invalid setting: PW_AMQP_URL: address 2 of 2: expected amqp://host",
     "http MongoDB URL": "invalid setting: PW_MONGODB_URL: expected mongodb://host",
     "wrong password": "refused the login of user 'guest': wrong user name or password",
     "unknown virtual host": "refused virtual host 'no-such-vhost'",
@@ -364,7 +366,8 @@ async def test_partitions_shows_each_partition_its_depth_and_its_owner(
             shown = await partitions_shown(env, *management)
             assert shown.returncode == 0, shown.stderr
             rows = table_rows(shown.stdout)
-            if all(row[4] == owner for row in rows.values()) or time.monotonic() > deadline:
+            seen = all(row[4] == owner and row[2] != "-" for row in rows.values())
+            if seen or time.monotonic() > deadline:  # owners and unacked counts both known
                 break
             await asyncio.sleep(1)
         for queue in families:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from worker.runtime.topology import result_queue_arguments
-from worker.settings import Settings, redacted
+from worker.settings import Settings, broker_addresses, redacted
 
 
 def test_retry_delays_grow_exponentially() -> None:
@@ -84,6 +84,44 @@ def test_tls_urls_are_accepted(url: str) -> None:
     assert getattr(Settings.model_validate({field: url}), field) == url
 
 
+@pytest.mark.parametrize("separator", [",", ";", " , "])
+def test_several_broker_addresses_are_one_setting(separator: str) -> None:
+    urls = separator.join(["amqp://crm:s@rabbit-1:5672/vh", "amqp://crm:s@rabbit-2:5673/vh"])
+    settings = Settings(amqp_url=urls)
+
+    assert broker_addresses(settings.amqp_url) == [
+        "amqp://crm:s@rabbit-1:5672/vh",
+        "amqp://crm:s@rabbit-2:5673/vh",
+    ]
+    assert settings.broker_user == "crm"
+    assert redacted(settings.amqp_url) == (
+        "amqp://crm:***@rabbit-1:5672/vh,amqp://crm:***@rabbit-2:5673/vh"
+    )
+
+
+def test_a_bad_address_in_a_list_is_named_by_its_place() -> None:
+    with pytest.raises(ValueError, match="address 3 of 3: expected amqp://host"):
+        Settings(amqp_url="amqp://a/,amqp://b/,b:5672")
+
+
+def test_every_broker_address_logs_in_as_one_user() -> None:
+    """The worker vouches for producers by its own user_id: one user, whichever node."""
+    with pytest.raises(ValueError, match="one user"):
+        Settings(amqp_url="amqp://crm:s@rabbit-1/,amqp://other:s@rabbit-2/")
+
+
+def test_a_mongodb_host_list_is_not_split_when_redacted() -> None:
+    url = "mongodb://u:pw@m1:27017,m2:27017/?replicaSet=rs0"
+    assert redacted(url) == "mongodb://u:***@m1:27017,m2:27017/?replicaSet=rs0"
+
+
 def test_redacted_urls_hide_only_the_password() -> None:
     assert redacted("amqp://crm:hunter2-secret@rabbit/") == "amqp://crm:***@rabbit/"
     assert redacted("mongodb://mongo:27017/") == "mongodb://mongo:27017/"
+
+
+def test_the_management_api_is_looked_for_on_the_first_broker() -> None:
+    from worker.cli.management import default_management_url
+
+    listed = "amqp://u:p@rabbit-1:5672/,amqp://u:p@rabbit-2:5672/"
+    assert default_management_url(listed) == "http://rabbit-1:15672/"

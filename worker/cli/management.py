@@ -19,6 +19,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import orjson
 
+from worker.settings import broker_addresses
+
 MANAGEMENT_PORT = 15672
 TIMEOUT_SECONDS = 5.0
 
@@ -45,8 +47,10 @@ class Snapshot:
 
 
 def default_management_url(amqp_url: str) -> str:
-    """The management plugin's port on the broker's host (credentials come from the AMQP URL)."""
-    return f"http://{urlsplit(amqp_url).hostname or '127.0.0.1'}:{MANAGEMENT_PORT}/"
+    """The management plugin's port on the (first) broker's host (credentials come from the
+    AMQP URL)."""
+    first = broker_addresses(amqp_url)[0]
+    return f"http://{urlsplit(first).hostname or '127.0.0.1'}:{MANAGEMENT_PORT}/"
 
 
 def snapshot(management_url: str, amqp_url: str, timeout: float = TIMEOUT_SECONDS) -> Snapshot:
@@ -76,7 +80,7 @@ def snapshot(management_url: str, amqp_url: str, timeout: float = TIMEOUT_SECOND
 
 class _Api:
     def __init__(self, management_url: str, amqp_url: str, timeout: float) -> None:
-        given, amqp = urlsplit(management_url), urlsplit(amqp_url)
+        given, amqp = urlsplit(management_url), urlsplit(broker_addresses(amqp_url)[0])
         if given.scheme not in ("http", "https") or not given.hostname:
             raise ManagementUnreachable(f"'{management_url}' is not an http(s):// URL")
         user = given.username if given.username is not None else amqp.username or "guest"

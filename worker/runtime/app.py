@@ -147,7 +147,9 @@ class Worker:
         Queries are consumed beside every other process; the partitions of the command
         queues (and their routing stages) are taken and handed over by `Ownership`."""
         settings = self._settings
-        connection = await connect(settings.amqp_url, settings.connection_name)
+        connection = await connect(
+            settings.amqp_url, settings.connection_name, settings.broker_connect_timeout_seconds
+        )
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         halt = asyncio.Event()

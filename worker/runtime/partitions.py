@@ -60,8 +60,14 @@ class Partitions:
         return [*partitions, self.members, self.hungry]
 
 
-SIGNAL_QUEUE: dict[str, Any] = {"x-queue-type": "classic"}
-"""`members` and `hungry` hold no messages: a classic queue costs nothing in any mode."""
+def signal_queue_arguments(queue_type: str) -> dict[str, Any]:
+    """`members` and `hungry` hold no messages, but every process must reach them whichever
+    node it is on: of the queue type of the rest. A classic queue lives on the node that
+    declared it, so while that node was down or cut off no process could declare or consume
+    it, and none could work at all (found on a three-node cluster: NOT_FOUND, "home node ... of
+    durable queue '<queue>.members' ... is down or inaccessible")."""
+    return {"x-queue-type": queue_type}
+
 
 SINGLE_ACTIVE: dict[str, Any] = {"x-single-active-consumer": True}
 """Quorum command and partition queues only: quorum queues ignore the exclusive flag of

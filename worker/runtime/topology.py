@@ -16,9 +16,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from worker.errors import ConfigurationError
 from worker.runtime.partitions import (
-    SIGNAL_QUEUE,
     SINGLE_ACTIVE,
     Partitions,
+    signal_queue_arguments,
 )
 from worker.settings import Settings
 
@@ -104,7 +104,7 @@ async def declare_partitions(channel: AbstractChannel, settings: Settings, route
     """The membership queues, and with P > 1 the partition exchange and queues."""
     partitions = partitions_of(settings, route)
     for name in (partitions.members, partitions.hungry):
-        await _declare_queue(channel, name, SIGNAL_QUEUE)
+        await _declare_queue(channel, name, signal_queue_arguments(settings.queue_type))
     if not partitions.routed:
         return
     try:

@@ -51,6 +51,8 @@ class MongoStore:
                 serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
                 connectTimeoutMS=settings.mongodb_timeout_ms,
                 socketTimeoutMS=settings.mongodb_timeout_ms * 6,
+                w=_write_concern(settings.mongodb_write_concern),
+                readConcernLevel=settings.mongodb_read_concern,
             )
         return cls(
             client,
@@ -99,3 +101,8 @@ class MongoStore:
     async def drop(self, database: str) -> None:
         """Drop a whole database (tests and demos)."""
         await self._client.drop_database(database)
+
+
+def _write_concern(w: str) -> int | str:
+    """The setting as the driver takes it: a number of members, or "majority"."""
+    return int(w) if w.isdigit() else w

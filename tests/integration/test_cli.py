@@ -268,6 +268,9 @@ async def test_lifecycle_is_logged_and_reported(
         settings.relations_query_queue,
     }
     assert finished["left_for_redelivery"] == 0
+    assert finished["acked_while_draining"] == sum(begun["in_flight"].values()), (
+        "what was in flight when SIGTERM came was acked while draining, and nothing else"
+    )
     assert "guest:guest@" not in stderr.decode(), "passwords are redacted"
 
 

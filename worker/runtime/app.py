@@ -57,6 +57,8 @@ class Worker:
         self._queries_consumer: BatchConsumer | None = None
         self._ownership: Ownership | None = None
         self._acked_before_shutdown = 0
+        self._acked_in_ended_sessions = 0
+        """Acked by the consumers of broker sessions that ended (each session has its own)."""
         """This process in the command ledger, the same in every broker session."""
 
     def in_flight(self) -> dict[str, int]:
@@ -104,7 +106,8 @@ class Worker:
 
     def _acked(self) -> int:
         retired = self._ownership.retired_acked if self._ownership else 0
-        return retired + sum(runner.acked for runner in self._runners())
+        current = retired + sum(runner.acked for runner in self._runners())
+        return self._acked_in_ended_sessions + current
 
     async def _consume(self, stopping: asyncio.Event) -> None:
         """Broker sessions one after another, with backoff between them."""
@@ -160,6 +163,8 @@ class Worker:
             publisher = Publisher(await publish_channel.get_underlay_channel())
             channel = await connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=settings.prefetch_count)
+            self._acked_in_ended_sessions = self._acked()  # before this session's consumers
+            self._queries_consumer, self._ownership = None, None
             queries = self._queries(await channel.get_underlay_channel(), publisher)
             self._ownership = Ownership(
                 connection, self._families(publisher), self._store.fence, settings, self.health

@@ -218,7 +218,8 @@ class Ownership:
                 await sleep_unless(halt, poll * random.uniform(0.75, 1.25))
                 if halt.is_set():
                     break
-            await asyncio.gather(*(self._release(seat) for seat in self._seats()))
+            # every seat at once, kept where it is: its runner still counts (in_flight, acked)
+            await asyncio.gather(*(self._release(seat, kept=True) for seat in self._seats()))
         finally:
             for seat in self._seats():
                 seat.task.cancel()
@@ -267,9 +268,11 @@ class Ownership:
         for index, seat in list(held.partitions.items()):
             if seat.gone:
                 del held.partitions[index]
+                self.retired_acked += seat.runner.acked
                 _ended(seat)
         if held.router is not None and held.router.gone:
             router, held.router = held.router, None
+            self.retired_acked += router.runner.acked
             _ended(router)
 
     async def _release_contested(self, held: _Held, seen: Sequence[Seen], ceil: int) -> None:
@@ -346,9 +349,10 @@ class Ownership:
         log.info("partition taken", extra={"queue": queue})
         return Seat(queue, channel, subscription, runner, halt, task)
 
-    async def _release(self, seat: Seat) -> None:
+    async def _release(self, seat: Seat, kept: bool = False) -> None:
         """Finish the batch in hand, then close the channel: its unacked deliveries go back to
-        the queue, in order, before another process can consume it."""
+        the queue, in order, before another process can consume it. A seat not `kept` among
+        the held ones has its acks counted as retired."""
         seat.halt.set()
         try:
             await asyncio.shield(seat.task)
@@ -356,7 +360,8 @@ class Ownership:
             log.warning("partition runner failed while released", exc_info=True)
         finally:
             await _closed(seat.channel)
-        self.retired_acked += seat.runner.acked
+        if not kept:
+            self.retired_acked += seat.runner.acked
         PARTITION_HANDOFFS.labels(_family_of(seat.queue, self._held), "released").inc()
         log.info("partition released", extra={"queue": seat.queue})
 

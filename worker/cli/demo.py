@@ -32,7 +32,9 @@ async def _demo(settings: Settings, catalog: Path, batches: list[Path]) -> None:
     from worker.runtime.connection import connect
     from worker.store.mongo import MongoStore
 
-    async with await connect(settings.amqp_url, "profile-worker demo"):
+    async with await connect(
+        settings.amqp_url, "profile-worker demo", settings.broker_connect_timeout_seconds
+    ):
         pass  # the broker answers: the worker below will not wait for it in vain
     store = MongoStore.from_settings(settings)
     counts = await store.catalog.apply(load_catalog(catalog))

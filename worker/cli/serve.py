@@ -86,6 +86,8 @@ async def _topology(settings: Settings) -> None:
     from worker.runtime.connection import connect
     from worker.runtime.topology import declare
 
-    async with await connect(settings.amqp_url, "profile-worker topology") as connection:
+    async with await connect(
+        settings.amqp_url, "profile-worker topology", settings.broker_connect_timeout_seconds
+    ) as connection:
         await declare(await connection.channel(), settings)
     console.print("[green]topology declared[/green]")

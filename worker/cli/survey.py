@@ -48,7 +48,9 @@ class Family:
 
 async def survey(settings: Settings, partitions: int) -> list[Family]:
     """Every command queue's partitions under `partitions` (P), looked at once."""
-    connection = await connect(settings.amqp_url, "profile-worker partitions")
+    connection = await connect(
+        settings.amqp_url, "profile-worker partitions", settings.broker_connect_timeout_seconds
+    )
     try:
         look = _Looker(connection)
         families = []

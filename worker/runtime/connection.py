@@ -21,11 +21,12 @@ from aio_pika.abc import AbstractRobustConnection
 
 from worker.errors import BrokerUnavailable, ConfigurationError
 from worker.observability import BROKER_ADDRESS
-from worker.settings import broker_addresses
+from worker.settings import Settings, broker_addresses
 
 log = logging.getLogger("worker.connection")
 
-DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_TIMEOUT_SECONDS: float = Settings.model_fields["broker_connect_timeout_seconds"].default
+"""For callers without settings (the producers' client, backfills): the setting's default."""
 
 _reached: dict[str, int] = {}
 """Per address list, the position of the address last connected to in this process: the next

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 SERVICES_ENV = $(shell scripts/services.sh env)
 
-.PHONY: demo test lint typecheck deploy-check unit integration services services-stop bootstrap bench
+.PHONY: demo test lint typecheck deploy-check unit integration services services-stop cluster bootstrap bench
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -29,9 +29,14 @@ typecheck:
 deploy-check:
 	scripts/validate-deploy.sh
 
-## lint, types, and every test against the real services
-test: bootstrap services lint typecheck deploy-check
-	env $(SERVICES_ENV) $(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
+## the three-node RabbitMQ cluster beside the default node (network namespaces; needs root or sudo)
+cluster:
+	PW_RABBITMQ_NODES=3 scripts/services.sh start >/dev/null
+
+## lint, types, and every test against the real services, the cluster fault tests included
+test: bootstrap services cluster lint typecheck deploy-check
+	env $(SERVICES_ENV) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
+		$(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
 
 ## pure logic, and the processors and store contract on the in-memory store: no services needed
 unit: bootstrap

@@ -17,8 +17,22 @@
 # Nodes 2 … N join node 1 (`rabbitmqctl join_cluster`). The default node (127.0.0.1:5672) is
 # left alone: the cluster is an addition, opt-in.
 #
-# Usage: scripts/rabbitmq-cluster.sh start|stop|status|env
+# Two settings of the nodes' own (written to each node's rabbitmq.conf and advanced.config):
+# `cluster_partition_handling = pause_minority`, what RabbitMQ advises for three nodes or more, so
+# that a node cut off pauses (closes its clients' connections) and, once healed, rejoins on its own
+# instead of leaving two halves that each believe the other gone; and the Erlang distribution's
+# `net_ticktime` at 10 s instead of 60, so that the others see a cut-off node gone (and hand its
+# consumers' deliveries and its queues' leadership on) within 10-13 s rather than 60-75 s: the
+# fault tests would otherwise spend most of their minutes waiting. bench/RESULTS.md gives the
+# pauses either way.
+#
+# Usage: scripts/rabbitmq-cluster.sh start|stop|status|env|addresses|await-cluster
 #        scripts/rabbitmq-cluster.sh node-stop|node-kill|node-start|node-isolate|node-heal N
+#        scripts/rabbitmq-cluster.sh node-restart N
+# `node-restart` is one step of a rolling restart as operators do it: it waits until every quorum
+# queue keeps a majority without node N (`rabbitmq-upgrade await_online_quorum_plus_one`), stops
+# the node, starts it again. `await-cluster` waits (at most 120 s) until every node runs its
+# application and sees the others: after a heal, a paused node takes a while to resume.
 # (scripts/services.sh runs it for PW_RABBITMQ_NODES=3 and passes node-* commands on.)
 set -euo pipefail
 
@@ -36,6 +50,8 @@ node_name() { echo "rabbit@$(address "$1")"; }
 link() { echo "pw-rabbit-v$1"; }
 in_namespace() { local n=$1; shift; as_root ip netns exec "$(namespace "$n")" "$@"; }
 ctl() { local n=$1; shift; in_namespace "$n" rabbitmqctl --longnames -n "$(node_name "$n")" "$@"; }
+upgrade() { local n=$1; shift; in_namespace "$n" rabbitmq-upgrade --longnames -n "$(node_name "$n")" "$@"; }
+diagnostics() { local n=$1; shift; in_namespace "$n" rabbitmq-diagnostics --longnames -n "$(node_name "$n")" "$@"; }
 
 check_node() {
   [[ "${1:-}" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$NODES" ] && return 0
@@ -63,12 +79,25 @@ setup_network() {
   done
 }
 
+NET_TICKTIME="${PW_RABBITMQ_NET_TICKTIME:-10}"
+
 running() { ctl "$1" -q status >/dev/null 2>&1; }
+
+write_config() {
+  local base=$1
+  as_root tee "$base/rabbitmq.conf" >/dev/null <<CONF
+cluster_partition_handling = pause_minority
+CONF
+  as_root tee "$base/advanced.config" >/dev/null <<CONF
+[{kernel, [{net_ticktime, $NET_TICKTIME}]}].
+CONF
+}
 
 start_node() {
   local n=$1 base="$DATA/$1"
   running "$n" && return 0
   as_root mkdir -p "$base"
+  write_config "$base"
   as_root chown -R rabbitmq:rabbitmq "$DATA"
   # as scripts/services.sh starts the default node: the rabbitmq user, the hard open-files limit
   # shellcheck disable=SC2016 # expanded by the namespace's root shell
@@ -79,7 +108,8 @@ start_node() {
     exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups env HOME=/var/lib/rabbitmq \
       RABBITMQ_NODENAME="$NODE" RABBITMQ_USE_LONGNAME=true \
       RABBITMQ_MNESIA_BASE="$BASE/mnesia" RABBITMQ_LOG_BASE="$BASE/log" \
-      RABBITMQ_PID_FILE="$BASE/pid" /usr/sbin/rabbitmq-server -detached'
+      RABBITMQ_PID_FILE="$BASE/pid" RABBITMQ_CONFIG_FILE="$BASE/rabbitmq.conf" \
+      RABBITMQ_ADVANCED_CONFIG_FILE="$BASE/advanced.config" /usr/sbin/rabbitmq-server -detached'
   local i
   for ((i = 0; i < 30; i++)); do # await_startup can fail before the node has registered
     ctl "$n" -q await_startup --timeout 10 >/dev/null 2>&1 && return 0
@@ -156,11 +186,41 @@ stop_node() {
   return 1
 }
 
+serving() {
+  # the application runs (a paused node's does not) and the node sees every other one running
+  diagnostics "$1" -q check_running >/dev/null 2>&1 || return 1
+  local m
+  for ((m = 1; m <= NODES; m++)); do
+    ctl "$1" -q cluster_status --formatter json 2>/dev/null | grep -q "\"running_nodes\":\[[^]]*$(node_name "$m")" || return 1
+  done
+}
+
+await_cluster() {
+  local i n
+  for ((i = 0; i < 120; i++)); do
+    for ((n = 1; n <= NODES; n++)); do serving "$n" || break; done
+    [ "$n" -gt "$NODES" ] && return 0
+    sleep 1
+  done
+  log "the cluster did not come together within 120 s:"
+  status >&2
+  return 1
+}
+
+restart_node() {
+  upgrade "$1" -q await_online_quorum_plus_one --timeout 120 >/dev/null
+  stop_node "$1"
+  start_node "$1"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
   env) echo "AMQP_URL=$(addresses)" ;;
+  addresses) addresses ;;
+  await-cluster) await_cluster ;;
+  node-restart) check_node "${2:-}"; restart_node "$2"; log "node $2 restarted" ;;
   node-stop) check_node "${2:-}"; stop_node "$2"; log "node $2 stopped" ;;
   node-kill)
     check_node "${2:-}"
@@ -172,5 +232,5 @@ case "${1:-}" in
   node-start) check_node "${2:-}"; setup_network; start_node "$2"; log "node $2 started" ;;
   node-isolate) check_node "${2:-}"; as_root ip link set "$(link "$2")" down; log "node $2 cut off" ;;
   node-heal) check_node "${2:-}"; as_root ip link set "$(link "$2")" up; log "node $2 back on the network" ;;
-  *) echo "usage: $0 start|stop|status|env | node-stop|node-kill|node-start|node-isolate|node-heal N" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|addresses|await-cluster | node-stop|node-kill|node-start|node-restart|node-isolate|node-heal N" >&2; exit 2 ;;
 esac

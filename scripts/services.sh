@@ -475,6 +475,6 @@ case "${1:-}" in
     fi
     ;;
   env) print_env ;;
-  node-stop | node-kill | node-start | node-isolate | node-heal) "$CLUSTER" "$@" ;;
-  *) echo "usage: $0 start|stop [mongo-java-server]|status|env|node-<stop|kill|start|isolate|heal> N" >&2; exit 2 ;;
+  node-stop | node-kill | node-start | node-restart | node-isolate | node-heal | await-cluster) "$CLUSTER" "$@" ;;
+  *) echo "usage: $0 start|stop [mongo-java-server]|status|env|await-cluster|node-<stop|kill|start|restart|isolate|heal> N" >&2; exit 2 ;;
 esac

@@ -27,6 +27,7 @@ from typing import IO, Literal
 
 import orjson
 
+from tests.chaos.cluster import Cluster, NodeFault
 from tests.chaos.harness import until
 from tests.integration.proxy import TcpProxy
 
@@ -40,7 +41,7 @@ SETTLED_SECONDS = 5.0
 """How long a process must have run before it may leave (a worker is ready in 1 to 3 s)."""
 
 
-Fault = Literal["kill", "broker", "database", "join", "leave"]
+Fault = Literal["kill", "broker", "database", "join", "leave", "node"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,23 @@ class FaultPlan:
     """A process more is started (scale up)."""
     leaves: tuple[float, ...] = ()
     """A live process is stopped with SIGTERM and not restarted (scale down)."""
+    nodes: tuple[float, ...] = ()
+    """A fault of a cluster's nodes (`Faults.node_faults`, in turn)."""
 
     @classmethod
     def drawn(
-        cls, seed: int, kills: int, broker: int, database: int, joins: int = 0, leaves: int = 0
+        cls,
+        seed: int,
+        kills: int,
+        broker: int,
+        database: int,
+        joins: int = 0,
+        leaves: int = 0,
+        nodes: int = 0,
     ) -> FaultPlan:
-        """Joins and leaves are drawn apart, so a plan without them is the one it always was."""
+        """Joins, leaves and node faults are drawn apart, so a plan without them is the one it
+        always was. Node faults take long (tens of seconds): each gets a band of the stream of
+        its own, so that each strikes a stream still flowing."""
         chance = random.Random(seed * 7919 + 1)
         points = sorted(chance.uniform(0.08, 0.75) for _ in range(kills + broker + database))
         chance.shuffle(points)
@@ -71,7 +83,13 @@ class FaultPlan:
             tuple(sorted(points[kills + broker :])),
             tuple(sorted(moves[:joins])),
             tuple(sorted(moves[joins:])),
+            tuple(cls._banded(random.Random(seed * 7919 + 3), nodes)),
         )
+
+    @staticmethod
+    def _banded(chance: random.Random, count: int) -> list[float]:
+        width = 0.7 / max(count, 1)
+        return [0.05 + width * (i + chance.uniform(0, 0.25)) for i in range(count)]
 
     def in_order(self) -> list[tuple[float, Fault]]:
         faults: list[tuple[float, Fault]] = [(p, "kill") for p in self.kills]
@@ -79,6 +97,7 @@ class FaultPlan:
         faults += [(p, "database") for p in self.database]
         faults += [(p, "join") for p in self.joins]
         faults += [(p, "leave") for p in self.leaves]
+        faults += [(p, "node") for p in self.nodes]
         return sorted(faults)
 
 
@@ -363,10 +382,17 @@ class Faults:
     seed: int = 0
     restart_delay: tuple[float, float] = (0.0, 1.0)
     """Seconds between a kill and the restart, drawn from this range."""
+    cluster: Cluster | None = None
+    node_faults: tuple[NodeFault, ...] = ()
+    """Struck in turn at the plan's `nodes` points, at the queue `leading` names."""
+    leading: str = ""
     unpaced: asyncio.Event = field(default_factory=asyncio.Event)
     log: list[str] = field(default_factory=list)
+    windows: list[tuple[str, float, float]] = field(default_factory=list)
+    """(fault, start, end), monotonic: when each fault struck and when it was over."""
     broker_restarts: int = 0
     database_cuts: int = 0
+    node_faults_struck: int = 0
 
     async def run(self) -> None:
         chance = random.Random(self.seed * 31 + 7)
@@ -382,13 +408,23 @@ class Faults:
                 which = f" of process {await self.workers.join()}"
             elif fault == "leave":
                 which = f" of process {await self.workers.leave()}"
+            elif fault == "node":
+                which = f": {await self._node()}"
             elif fault == "broker":
                 await self._broker()
             else:
                 await cut_for(self.database, self.database_seconds)
                 self.database_cuts += 1
-            took = time.monotonic() - started
-            self.log.append(f"{fault}{which} at {point:.0%} answered ({took:.1f} s)")
+            ended = time.monotonic()
+            self.windows.append((f"{fault}{which}", started, ended))
+            self.log.append(f"{fault}{which} at {point:.0%} answered ({ended - started:.1f} s)")
+
+    async def _node(self) -> str:
+        assert self.cluster is not None, "node faults need a cluster"
+        fault = self.node_faults[self.node_faults_struck]
+        done = await self.cluster.strike(fault, self.leading)
+        self.node_faults_struck += 1
+        return done
 
     def _reached(self, point: float) -> bool:
         return self.progress() >= point

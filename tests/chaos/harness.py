@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from tests.chaos.generator import Message, Queue
 from worker.runtime.topology import declare
-from worker.settings import Settings
+from worker.settings import Settings, broker_addresses
 
 ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
 
@@ -39,15 +40,22 @@ async def until(condition: Callable[[], bool], deadline: float = float("inf")) -
 
 
 async def connected(url: str, name: str, deadline: float = 180.0) -> AbstractConnection:
-    """A connection, retried while the broker is away (a restart takes a while)."""
+    """A connection, retried while the broker is away (a restart takes a while). With several
+    addresses (a cluster's nodes), each try takes the next one: a node gone or cut off costs
+    one attempt of at most five seconds."""
     give_up = time.monotonic() + deadline
-    while True:
+    addresses = broker_addresses(url)
+    for attempt in itertools.count():
+        address = addresses[attempt % len(addresses)]
         try:
-            return await aio_pika.connect(url, client_properties={"connection_name": name})
+            return await aio_pika.connect(
+                address, timeout=5, client_properties={"connection_name": name}
+            )
         except ERRORS:
             if time.monotonic() > give_up:
                 raise
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5 if len(addresses) == 1 else 0.1)
+    raise AssertionError("unreachable")
 
 
 class Publisher:
@@ -123,6 +131,8 @@ class Collector:
         self.events: list[dict[str, Any]] = []
         self.redelivered_to_us = 0
         self.last_seen = time.monotonic()
+        self.arrivals: list[float] = []
+        """When each message id got its first answer (monotonic), in order."""
         self._seen_events: set[bytes] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -158,8 +168,10 @@ class Collector:
         body = orjson.loads(message.body)
         message_id = message.correlation_id or str(body.get("message_id"))
         self.redelivered_to_us += bool(message.redelivered)
-        self.answers[message_id].append(body)
         self.last_seen = time.monotonic()
+        if message_id not in self.answers:
+            self.arrivals.append(self.last_seen)
+        self.answers[message_id].append(body)
         await message.ack()
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
@@ -174,12 +186,13 @@ class Collector:
 
 async def declare_topology(url: str, settings: Settings, events_queue: str) -> None:
     """The worker's queues and exchanges, and a durable queue of the run's own with every
-    event: all there before the first command is published."""
+    event, of the worker's queue type: all there before the first command is published."""
     connection = await connected(url, "chaos setup")
     async with connection:
         channel = await connection.channel()
         await declare(channel, settings)
-        queue = await channel.declare_queue(events_queue, durable=True)
+        arguments: dict[str, Any] = {"x-queue-type": settings.queue_type}  # replicated too
+        queue = await channel.declare_queue(events_queue, durable=True, arguments=arguments)
         await queue.bind(settings.events_exchange, routing_key="#")
 
 

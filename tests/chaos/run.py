@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from tests.chaos.check import Findings, check
+from tests.chaos.cluster import Cluster, NodeFault
 from tests.chaos.faults import BrokerFault, FaultPlan, Faults, WorkerPool
 from tests.chaos.generator import Message, Mix, Queue, setup, stream
 from tests.chaos.harness import (
@@ -76,6 +78,14 @@ class ChaosConfig:
     leaves: int | None = None
     """Processes stopped with SIGTERM during the stream and not restarted (scale down); by
     default one if `processes` > 1. Never the last live one."""
+    node_faults: tuple[NodeFault, ...] = ()
+    """Faults of the cluster's nodes, in turn (the settings' `amqp_url` lists its nodes)."""
+    isolation_seconds: float = 20.0
+    node_restart_after: float = 10.0
+    """Seconds between a node killed -9 and its start."""
+    rate: float | None = None
+    """At most this many commands published a second (besides `ahead`): a stream long enough
+    for faults that take tens of seconds each."""
 
     def __post_init__(self) -> None:
         if self.processes < 1:
@@ -120,6 +130,9 @@ class Report:
     elapsed_seconds: float = 0.0
     faults: list[str] = field(default_factory=list)
     redelivered_to_collector: int = 0
+    node_faults: int = 0
+    pauses: list[tuple[str, float]] = field(default_factory=list)
+    """Per fault, the longest time no command got its first answer while the fault lasted."""
     answers: Mapping[str, Sequence[dict[str, Any]]] = field(default_factory=dict)
     """Every answer the run read, by message id, for a closer look."""
     events: Sequence[dict[str, Any]] = field(default_factory=list)
@@ -161,6 +174,8 @@ class Report:
             f"process), elapsed {self.elapsed_seconds:.1f} s",
             f"partitions taken by process {self.taken_by_process}, released (SIGTERM and "
             f"rebalancing) {self.released_by_process} (by the logs, at INFO or finer)",
+            "longest pause per fault (no new answer): "
+            + ("; ".join(f"{fault}: {pause:.1f} s" for fault, pause in self.pauses) or "-"),
         ]
 
 
@@ -208,9 +223,12 @@ async def run_chaos(
     collecting = asyncio.create_task(rig.collector.run(stop))
     tracing = asyncio.create_task(_traced(rig, say)) if say else None
     report = Report(config, Findings())
+    cluster = None
+    if config.node_faults:
+        cluster = Cluster(chaos.amqp_url, config.node_restart_after, config.isolation_seconds)
     try:
         await rig.workers.start()
-        model, published, copies = await _stream(config, rig, report)
+        model, published, copies = await _stream(config, rig, report, cluster)
     finally:
         if tracing is not None:
             tracing.cancel()
@@ -241,7 +259,7 @@ async def run_chaos(
 
 
 async def _stream(
-    config: ChaosConfig, rig: Rig, report: Report
+    config: ChaosConfig, rig: Rig, report: Report, cluster: Cluster | None
 ) -> tuple[Model, list[Message], dict[str, int]]:
     """The setup phase (no faults), then the stream with its faults, until all is answered."""
     collector = rig.collector
@@ -258,7 +276,13 @@ async def _stream(
     joins, leaves = config.scale
     faults = Faults(
         FaultPlan.drawn(
-            config.seed, config.kills, config.broker_restarts, config.database_cuts, joins, leaves
+            config.seed,
+            config.kills,
+            config.broker_restarts,
+            config.database_cuts,
+            joins,
+            leaves,
+            len(config.node_faults),
         ),
         rig.workers,
         lambda: (len(collector.answers) - len(seeds)) / total,
@@ -268,11 +292,14 @@ async def _stream(
         broker_proxy=rig.broker,
         seed=config.seed,
         restart_delay=config.restart_delay,
+        cluster=cluster,
+        node_faults=config.node_faults,
+        leading=rig.chaos.import_queue,
     )
     faulting = asyncio.create_task(faults.run())
     deadline = time.monotonic() + config.timeout_seconds
     pace = functools.partial(_paced, rig.publisher, plan.messages, collector, len(seeds))
-    await pace(config.ahead, faults.unpaced, deadline)
+    await pace(config.ahead, faults.unpaced, deadline, config.rate)
     await _answered(collector, plan.copies, deadline - time.monotonic())
     try:
         await asyncio.wait_for(faulting, max(deadline - time.monotonic(), 1))
@@ -280,7 +307,8 @@ async def _stream(
         faults.log.append("(the faults left were never reached)")
     await _settled(collector, rig.chaos, rig.amqp, deadline)
     report.faults, report.broker_restarts = faults.log, faults.broker_restarts
-    report.database_cuts = faults.database_cuts
+    report.database_cuts, report.node_faults = faults.database_cuts, faults.node_faults_struck
+    report.pauses = longest_pauses(faults.windows, collector.arrivals, time.monotonic())
     return model, [*seeds, *plan.messages], {m.message_id: 1 for m in seeds} | plan.copies
 
 
@@ -308,12 +336,17 @@ async def _paced(
     ahead: int,
     unpaced: asyncio.Event,
     deadline: float,
+    rate: float | None = None,
 ) -> None:
     """Publish in order, in chunks of 10, keeping at most `ahead` distinct commands
-    unanswered; while `unpaced` is set, a chunk every 50 ms whatever is answered, so that the
-    broker going away (which takes a while to start) finds publications in flight."""
+    unanswered (and at most `rate` a second); while `unpaced` is set, a chunk every 50 ms
+    whatever is answered, so that the broker going away (which takes a while to start) finds
+    publications in flight."""
     published: set[str] = set()
+    started = time.monotonic()
     for first in range(0, len(messages), 10):
+        if rate is not None:
+            await asyncio.sleep(max(0.0, started + first / rate - time.monotonic()))
         chunk = messages[first : first + 10]
         wanted = len(published) + answered_before - ahead
         go = functools.partial(_may_go, collector.answers, wanted, unpaced)
@@ -323,6 +356,25 @@ async def _paced(
             await asyncio.sleep(0.05)
         await publisher.publish(chunk)
         published.update(m.message_id for m in chunk)
+
+
+def longest_pauses(
+    windows: Sequence[tuple[str, float, float]], arrivals: Sequence[float], end: float
+) -> list[tuple[str, float]]:
+    """Per fault window (name, start, stop), the longest gap between first answers that
+    overlaps it (the gap running into it from the last answer before it included; with no
+    answer after its start, until `end`)."""
+    pauses = []
+    for name, start, stop in windows:
+        longest = 0.0
+        after = [a for a in arrivals if a > start]
+        before = [a for a in arrivals if a <= start]
+        times = before[-1:] + after + ([] if after else [end])
+        for earlier, later in itertools.pairwise(times):
+            if earlier < stop:
+                longest = max(longest, later - earlier)
+        pauses.append((name, longest))
+    return pauses
 
 
 def _may_go(answers: Mapping[str, Any], count: int, unpaced: asyncio.Event) -> bool:

@@ -4,6 +4,7 @@ whose broker restarts and whose database goes away, checked against the referenc
     python -m bench.chaos [--commands 100000] [--seed N] [--kills 6] [--database-seconds 30]
         [--broker restart|proxy] [--mongodb-url URL] [--batch-max-size N]
         [--processes 3 --partitions 8 [--joins 1] [--leaves 1] [--keys auto|one|several]]
+        [--cluster [--node-faults kill-leader,isolate,rolling-restart]]
 
 Prints what was sent, the faults injected, what was lost or applied twice, wrong answers,
 state differences and events, worker crashes (exits nobody caused), the peak RSS of the
@@ -19,6 +20,13 @@ process logs to its own `worker-<n>.log`. With P > 1 the stream addresses each p
 relation through one order key (`Mix.keyed`, see tests/chaos/generator.py): order across keys
 is not kept across partitions (SPEC §9), and the model assumes it; `--keys several` sends the
 full stream anyway. Answers and events read are written to the log directory.
+
+`--cluster` runs on the three-node cluster of `PW_RABBITMQ_NODES=3 scripts/services.sh start`
+(`CLUSTER_AMQP_URL`, else `scripts/rabbitmq-cluster.sh addresses`) with quorum queues, and
+strikes its nodes in turn (`--node-faults`, tests/chaos/cluster.py): the leader node killed -9,
+a node cut off for `--isolation-seconds`, a rolling restart. Worker kills, the broker restart
+and the database cut are off unless asked for (the restart would strike the default node).
+The report ends with the longest pause (no new answer) each fault caused.
 """
 
 from __future__ import annotations
@@ -26,13 +34,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast, get_args
 
 import orjson
 import uvloop
 
+from tests.chaos.cluster import SCRIPT, NodeFault
 from tests.chaos.generator import Mix
 from tests.chaos.run import ChaosConfig, Report, run_chaos
 from tests.integration.conftest import CATALOG, isolated_settings
@@ -40,22 +51,33 @@ from worker.settings import Settings
 from worker.store.mongo import MongoStore
 
 
-def settings_for(mongodb_url: str | None) -> Settings:
+def settings_for(mongodb_url: str | None, cluster: bool = False) -> Settings:
     """Names unique to this run, as the integration tests' fixture makes them; the catalog
-    cache as the product has it (the run never changes the catalog)."""
+    cache as the product has it (the run never changes the catalog). On the cluster: its
+    addresses and quorum queues."""
     base = Settings()
+    on: dict[str, str] = {}
+    if cluster:
+        addresses = (
+            os.environ.get("CLUSTER_AMQP_URL")
+            or subprocess.run(
+                [str(SCRIPT), "addresses"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+        )
+        on = {"queue_type": "quorum"}
     return isolated_settings(
-        base.amqp_url,
+        addresses if cluster else base.amqp_url,
         mongodb_url or base.mongodb_url,
         "chaos",
         shutdown_grace_seconds=20,
+        **on,
     )
 
 
 async def main(arguments: argparse.Namespace) -> Report:
     for noisy in ("aiormq", "aio_pika"):  # every dropped connection of the run's own clients
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    settings = settings_for(arguments.mongodb_url)
+    settings = settings_for(arguments.mongodb_url, arguments.cluster)
     store = MongoStore.from_settings(settings)
     await store.catalog.apply(CATALOG)
     worker = {"batch_max_size": arguments.batch_max_size} if arguments.batch_max_size else {}
@@ -76,6 +98,8 @@ async def main(arguments: argparse.Namespace) -> Report:
         partitions=arguments.partitions,
         joins=arguments.joins,
         leaves=arguments.leaves,
+        node_faults=arguments.node_faults,
+        isolation_seconds=arguments.isolation_seconds,
     )
     log_dir = Path(arguments.log_dir or tempfile.mkdtemp(prefix="chaos-"))
     try:
@@ -110,9 +134,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
-    parser.add_argument("--kills", type=int, default=6)
-    parser.add_argument("--broker-restarts", type=int, default=1)
-    parser.add_argument("--database-cuts", type=int, default=1)
+    parser.add_argument("--cluster", action="store_true", help="on the three-node cluster")
+    parser.add_argument(
+        "--node-faults",
+        default="kill-leader,isolate,rolling-restart",
+        help="with --cluster: the node faults, in turn (comma-separated)",
+    )
+    parser.add_argument("--isolation-seconds", type=float, default=20.0)
+    parser.add_argument("--kills", type=int, help="worker kills (default 6; 0 with --cluster)")
+    parser.add_argument("--broker-restarts", type=int, help="default 1; 0 with --cluster")
+    parser.add_argument("--database-cuts", type=int, help="default 1; 0 with --cluster")
     parser.add_argument("--database-seconds", type=float, default=30.0)
     parser.add_argument("--broker", choices=["restart", "proxy"], default="restart")
     parser.add_argument("--mongodb-url", help="MongoDB-wire server (default: the settings' URL)")
@@ -146,5 +177,12 @@ if __name__ == "__main__":
     parser.add_argument("--log-dir", help="where the workers' logs go (default: a temp dir)")
     parsed = parser.parse_args()
     parsed.keyed = parsed.keys == "one" or (parsed.keys == "auto" and parsed.partitions > 1)
+    for name, usual in (("kills", 6), ("broker_restarts", 1), ("database_cuts", 1)):
+        if getattr(parsed, name) is None:
+            setattr(parsed, name, 0 if parsed.cluster else usual)
+    faults = parsed.node_faults.split(",") if parsed.cluster else []
+    if unknown := set(faults) - set(get_args(NodeFault)):
+        parser.error(f"unknown node faults {sorted(unknown)}: of {get_args(NodeFault)}")
+    parsed.node_faults = tuple(cast(NodeFault, fault) for fault in faults)
     result = uvloop.run(main(parsed))
     sys.exit(1 if result.findings.problems() else 0)

@@ -131,6 +131,9 @@ class Report:
     faults: list[str] = field(default_factory=list)
     redelivered_to_collector: int = 0
     node_faults: int = 0
+    stream_rate: float = 0.0
+    """Commands of the stream (not the setup) that got a first answer, a second, from the
+    first to the last of those answers."""
     pauses: list[tuple[str, float]] = field(default_factory=list)
     """Per fault, the longest time no command got its first answer while the fault lasted."""
     answers: Mapping[str, Sequence[dict[str, Any]]] = field(default_factory=dict)
@@ -266,6 +269,7 @@ async def _stream(
     seeds = setup(config.seed)
     await rig.publisher.publish(seeds)
     await _answered(collector, dict.fromkeys((m.message_id for m in seeds), 1), 60)
+    first = len(collector.arrivals)
     directory = {str(collector.answers[m.message_id][0]["profile_id"]): _key(m) for m in seeds}
     ids = {email: profile_id for profile_id, (_, email) in directory.items()}
     plan = stream(config.seed, config.commands, ids, config.mix)
@@ -309,6 +313,9 @@ async def _stream(
     report.faults, report.broker_restarts = faults.log, faults.broker_restarts
     report.database_cuts, report.node_faults = faults.database_cuts, faults.node_faults_struck
     report.pauses = longest_pauses(faults.windows, collector.arrivals, time.monotonic())
+    streamed = collector.arrivals[first:]
+    if len(streamed) > 1:
+        report.stream_rate = (len(streamed) - 1) / (streamed[-1] - streamed[0])
     return model, [*seeds, *plan.messages], {m.message_id: 1 for m in seeds} | plan.copies
 
 

@@ -57,7 +57,12 @@ def partition_of(
     return xxhash.xxh64_intdigest(key.encode() if key is not None else body) % partitions
 
 
+def partition_key(index: int) -> str:
+    """The routing key of partition `index` on the partition exchange (a direct exchange):
+    what the partition queue is bound with and what its commands are published with."""
+    return str(index)
+
+
 def routing_key(kind: CommandKind, body: bytes, partitions: int, max_bytes: int = 1_048_576) -> str:
-    """The routing key that sends a command to its partition through the partition exchange
-    (a direct exchange; partition i is bound with the key "i")."""
-    return str(partition_of(kind, body, partitions, max_bytes))
+    """The routing key that sends a command to its partition through the partition exchange."""
+    return partition_key(partition_of(kind, body, partitions, max_bytes))

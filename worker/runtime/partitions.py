@@ -34,11 +34,6 @@ class Partitions:
     def exchange(self) -> str:
         return f"{self.queue}.partitions"
 
-    @staticmethod
-    def binding(index: int) -> str:
-        """The routing key partition `index` is bound with."""
-        return str(index)
-
     def name(self, index: int) -> str:
         return f"{self.queue}.partition.{index}" if self.routed else self.queue
 

@@ -14,6 +14,7 @@ import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from worker.domain.order import partition_key
 from worker.errors import ConfigurationError
 from worker.runtime.partitions import (
     SINGLE_ACTIVE,
@@ -120,7 +121,7 @@ async def declare_partitions(channel: AbstractChannel, settings: Settings, route
     arguments = command_queue_arguments(settings, route)
     for index, name in enumerate(partitions.names):
         queue = await _declare_queue(channel, name, arguments)
-        await queue.bind(exchange, routing_key=partitions.binding(index))
+        await queue.bind(exchange, routing_key=partition_key(index))
 
 
 def result_queue_arguments(settings: Settings) -> dict[str, Any]:

@@ -47,7 +47,7 @@ async def started(env: dict[str, str], *args: str, **streams: Any) -> asyncio.su
     )
 
 
-async def backfill(env: dict[str, str], *args: str, timeout: float = 90) -> Ran:
+async def backfill(env: dict[str, str], *args: str, timeout: float = 180) -> Ran:
     pipe = asyncio.subprocess.PIPE
     process = await started(env, *args, stdout=pipe, stderr=pipe)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)

@@ -9,13 +9,15 @@ Used by scripts/validate-deploy.sh, which runs it with the Python of its cached 
         it up, with only the definitions that kind reaches: kubeconform would fetch a reference
         to another file over the network.
   crds OUT CRD...
-        CustomResourceDefinition files (KEDA's, from its Go module). OUT gets
-        `<group>/<kind>_<version>.json` per served version, strict like kubectl: an unknown
-        field is an error unless the CRD preserves unknown fields there.
+        CustomResourceDefinition files (KEDA's and the RabbitMQ operators', from their Go
+        modules). OUT gets `<group>/<kind>_<version>.json` per served version, strict like
+        kubectl: an unknown field is an error unless the CRD preserves unknown fields there.
   manifests DIR
-        the manifests of DIR to validate, one a line: what kustomization.yaml lists plus the
-        `*.example.yaml` files it must not list. Any other YAML file of DIR, or a listed file
-        that is missing, is an error.
+        the manifests of DIR to validate, one a line: the files kustomization.yaml lists as
+        resources plus the `*.example.yaml` files it must not list. A resource that is a
+        directory is a base (one with a kustomization.yaml, validated on its own), and the files
+        of `patches` are partial objects, validated only in what kustomize builds. Any other
+        YAML file of DIR, or a listed file that is missing, is an error.
   promql DASHBOARD...
         parses every query of these Grafana dashboards with promql-parser (Prometheus's
         grammar and function signatures), Grafana's range variables set to 5m.
@@ -155,15 +157,29 @@ def _strict(node: Any) -> Any:
 
 def manifests(directory: Path) -> list[Path]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    listed = [directory / name for name in kustomization.get("resources", [])]
+    resources = [directory / name for name in kustomization.get("resources") or []]
+    bases = [path for path in resources if path.is_dir()]  # validated as directories of their own
+    listed = [path for path in resources if path not in bases]
+    patches = [
+        directory / patch["path"] for patch in kustomization.get("patches") or [] if "path" in patch
+    ]
     examples = sorted(directory.glob("*.example.yaml"))
     problems = [
-        f"{path}: in kustomization.yaml but missing" for path in listed if not path.exists()
+        f"{path}: in kustomization.yaml but missing"
+        for path in [*listed, *patches]
+        if not path.exists()
     ]
     problems += [
-        f"{path}: an example, not for kustomization.yaml" for path in examples if path in listed
+        f"{path}: a base without a kustomization.yaml"
+        for path in bases
+        if not (path / "kustomization.yaml").exists()
     ]
-    known = {*listed, *examples, directory / "kustomization.yaml"}
+    problems += [
+        f"{path}: an example, not for kustomization.yaml"
+        for path in examples
+        if path in [*listed, *patches]
+    ]
+    known = {*listed, *patches, *examples, directory / "kustomization.yaml"}
     problems += [
         f"{path}: neither in kustomization.yaml nor an *.example.yaml"
         for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])

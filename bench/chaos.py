@@ -56,21 +56,17 @@ def settings_for(mongodb_url: str | None, cluster: bool = False) -> Settings:
     cache as the product has it (the run never changes the catalog). On the cluster: its
     addresses and quorum queues."""
     base = Settings()
-    on: dict[str, str] = {}
+    amqp_url, on_cluster = base.amqp_url, {}
     if cluster:
-        addresses = (
+        amqp_url = (
             os.environ.get("CLUSTER_AMQP_URL")
             or subprocess.run(
                 [str(SCRIPT), "addresses"], check=True, capture_output=True, text=True
             ).stdout.strip()
         )
-        on = {"queue_type": "quorum"}
+        on_cluster = {"queue_type": "quorum"}
     return isolated_settings(
-        addresses if cluster else base.amqp_url,
-        mongodb_url or base.mongodb_url,
-        "chaos",
-        shutdown_grace_seconds=20,
-        **on,
+        amqp_url, mongodb_url or base.mongodb_url, "chaos", shutdown_grace_seconds=20, **on_cluster
     )
 
 

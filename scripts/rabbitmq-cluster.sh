@@ -24,7 +24,7 @@
 # `net_ticktime` at 10 s instead of 60, so that the others see a cut-off node gone (and hand its
 # consumers' deliveries and its queues' leadership on) within 10-13 s rather than 60-75 s: the
 # fault tests would otherwise spend most of their minutes waiting. bench/RESULTS.md gives the
-# pauses either way.
+# pauses measured with 10 s (60 s was not measured).
 #
 # Usage: scripts/rabbitmq-cluster.sh start|stop|status|env|addresses|await-cluster
 #        scripts/rabbitmq-cluster.sh node-stop|node-kill|node-start|node-isolate|node-heal N

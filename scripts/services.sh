@@ -4,7 +4,8 @@
 #   SQLite handler) built once from the Go module proxy and cached.
 # With a reachable Docker engine and PW_SERVICES=docker it uses docker compose instead.
 # Usage: scripts/services.sh start|stop [mongo-java-server]|status|env
-#        scripts/services.sh node-stop|node-kill|node-start|node-isolate|node-heal N
+#        scripts/services.sh node-stop|node-kill|node-start|node-restart|node-isolate|node-heal N
+#        scripts/services.sh await-cluster
 #
 # Opt-in: PW_RABBITMQ_NODES=3 makes `start` also bring up a three-node RabbitMQ cluster, each
 # node in a network namespace of its own (scripts/rabbitmq-cluster.sh says how and why); `env`

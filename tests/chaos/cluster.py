@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,16 +52,17 @@ class Cluster:
             return f"nodes 1 to {self.nodes} restarted in turn"
         node = await self.leader(queue)
         if fault == "kill-leader":
-            await self._script("node-kill", str(node))
-            await asyncio.sleep(self.restart_after)
-            await self._script("node-start", str(node))
-            await self.whole()
+            await self._for_a_while(node, "node-kill", self.restart_after, "node-start")
             return f"node {node} (leader of {queue}) killed -9, started {self.restart_after:g} s on"
-        await self._script("node-isolate", str(node))
-        await asyncio.sleep(self.isolation_seconds)
-        await self._script("node-heal", str(node))
-        await self.whole()
+        await self._for_a_while(node, "node-isolate", self.isolation_seconds, "node-heal")
         return f"node {node} (leader of {queue}) cut off for {self.isolation_seconds:g} s"
+
+    async def _for_a_while(self, node: int, down: str, seconds: float, up: str) -> None:
+        """`down` node, `seconds` later `up` again, then until the cluster is whole."""
+        await self._script(down, str(node))
+        await asyncio.sleep(seconds)
+        await self._script(up, str(node))
+        await self.whole()
 
     async def leader(self, queue: str) -> int:
         """The node (1 …) whose member of quorum queue `queue` leads, by the management API of
@@ -79,11 +79,9 @@ class Cluster:
             return hosts.index(leader.split("@", 1)[1]) + 1
         raise RuntimeError(f"no node of {self.addresses} tells the leader of {queue}")
 
-    async def whole(self) -> float:
-        """Until every node runs and sees the others; how long that took."""
-        started = time.monotonic()
+    async def whole(self) -> None:
+        """Until every node runs and sees the others."""
         await self._script("await-cluster")
-        return time.monotonic() - started
 
     async def _script(self, *arguments: str) -> None:
         process = await asyncio.create_subprocess_exec(

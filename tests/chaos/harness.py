@@ -45,8 +45,7 @@ async def connected(url: str, name: str, deadline: float = 180.0) -> AbstractCon
     one attempt of at most five seconds."""
     give_up = time.monotonic() + deadline
     addresses = broker_addresses(url)
-    for attempt in itertools.count():
-        address = addresses[attempt % len(addresses)]
+    for address in itertools.cycle(addresses):
         try:
             return await aio_pika.connect(
                 address, timeout=5, client_properties={"connection_name": name}

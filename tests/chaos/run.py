@@ -84,8 +84,8 @@ class ChaosConfig:
     node_restart_after: float = 10.0
     """Seconds between a node killed -9 and its start."""
     rate: float | None = None
-    """At most this many commands published a second (besides `ahead`): a stream long enough
-    for faults that take tens of seconds each."""
+    """At most this many messages (commands and their copies) published a second, besides
+    `ahead`: a stream long enough for faults that take tens of seconds each."""
 
     def __post_init__(self) -> None:
         if self.processes < 1:

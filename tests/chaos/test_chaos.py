@@ -40,7 +40,7 @@ SEED = int(os.environ.get("CHAOS_SEED", "2026"))
 BROKER = cast(BrokerFault, os.environ.get("CHAOS_BROKER", "restart"))
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 async def test_a_small_seed_survives_kills_a_broker_restart_and_a_database_cut(
     settings: Settings,  # noqa: F811
     store: MongoStore,  # noqa: F811
@@ -54,14 +54,14 @@ async def test_a_small_seed_survives_kills_a_broker_restart_and_a_database_cut(
         database_cuts=1,
         database_seconds=6,
         broker=BROKER,
-        timeout_seconds=200,
+        timeout_seconds=300,  # a deadline, not a speed target: 206 s were seen on CI
     )
     report = await run_chaos(settings, config, tmp_path, say=print)
     clean(report, tmp_path)
     assert (report.kills, report.broker_restarts, report.database_cuts) == (2, 1, 1), report.faults
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 async def test_three_processes_on_four_partitions_survive_kills_a_restart_a_cut_and_rescaling(
     settings: Settings,  # noqa: F811
     store: MongoStore,  # noqa: F811
@@ -80,7 +80,7 @@ async def test_three_processes_on_four_partitions_survive_kills_a_restart_a_cut_
         partitions=4,
         joins=1,
         leaves=1,
-        timeout_seconds=200,
+        timeout_seconds=300,  # a deadline, not a speed target: 206 s were seen on CI
     )
     report = await run_chaos(settings, config, tmp_path, say=print)
     clean(report, tmp_path)

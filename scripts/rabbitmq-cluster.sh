@@ -93,7 +93,7 @@ CONF
 CONF
 }
 
-start_node() {
+launch_node() {
   local n=$1 base="$DATA/$1"
   running "$n" && return 0
   as_root mkdir -p "$base"
@@ -110,15 +110,20 @@ start_node() {
       RABBITMQ_MNESIA_BASE="$BASE/mnesia" RABBITMQ_LOG_BASE="$BASE/log" \
       RABBITMQ_PID_FILE="$BASE/pid" RABBITMQ_CONFIG_FILE="$BASE/rabbitmq.conf" \
       RABBITMQ_ADVANCED_CONFIG_FILE="$BASE/advanced.config" /usr/sbin/rabbitmq-server -detached'
-  local i
+}
+
+await_node() {
+  local n=$1 i
   for ((i = 0; i < 30; i++)); do # await_startup can fail before the node has registered
     ctl "$n" -q await_startup --timeout 10 >/dev/null 2>&1 && return 0
     sleep 2
   done
   log "node $n did not start; the end of its log:"
-  as_root sh -c "tail -n 25 $base/log/*.log" >&2 || true
+  as_root sh -c "tail -n 25 $DATA/$n/log/*.log" >&2 || true
   return 1
 }
+
+start_node() { launch_node "$1" && await_node "$1"; }
 
 join() {
   local n=$1 first
@@ -150,8 +155,12 @@ start() {
   command -v rabbitmq-server >/dev/null 2>&1 || { log "rabbitmq-server is not installed (scripts/services.sh start installs it)"; exit 1; }
   as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
   setup_network
+  # All nodes are launched before any is awaited: a node that was not the last of the cluster to
+  # stop (a machine rebooted, a session's processes ended) boots only once it has loaded the
+  # tables from a peer, so awaiting node 1 before launching node 2 would wait for ever.
   local n
-  for ((n = 1; n <= NODES; n++)); do start_node "$n"; done
+  for ((n = 1; n <= NODES; n++)); do launch_node "$n"; done
+  for ((n = 1; n <= NODES; n++)); do await_node "$n"; done
   for ((n = 2; n <= NODES; n++)); do join "$n"; done
   add_user
   log "cluster of $NODES nodes up: $(addresses)"

@@ -89,7 +89,8 @@ async def main(arguments: argparse.Namespace) -> Report:
         worker=worker,
         ahead=arguments.ahead,
         restart_delay=(6.0, 7.0) if arguments.restart_after_lease else (0.0, 1.0),
-        timeout_seconds=arguments.timeout or max(300.0, arguments.commands / 40),
+        timeout_seconds=arguments.timeout
+        or max(300.0, arguments.commands / (20 if arguments.cluster else 40)),
         processes=arguments.processes,
         partitions=arguments.partitions,
         joins=arguments.joins,
@@ -167,7 +168,11 @@ if __name__ == "__main__":
         "partitions) or several (the full stream, ordered only by one process); auto: one "
         "when --partitions > 1",
     )
-    parser.add_argument("--timeout", type=float, help="seconds for the stream to drain")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds for the stream to drain (default: commands / 40, on the cluster / 20)",
+    )
     parser.add_argument("--keep-database", action="store_true", help="for a closer look")
     parser.add_argument("--show", type=int, default=5, help="findings printed of each kind")
     parser.add_argument("--log-dir", help="where the workers' logs go (default: a temp dir)")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,13 +86,20 @@ class Cluster:
         await self._script("await-cluster")
 
     async def _script(self, *arguments: str) -> None:
-        process = await asyncio.create_subprocess_exec(
-            str(SCRIPT),
-            *arguments,
-            env={**os.environ, "PW_RABBITMQ_NODES": str(self.nodes)},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, errors = await process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"{SCRIPT.name} {' '.join(arguments)}: {errors.decode().strip()}")
+        """Run the cluster script in a thread, its errors to a file: under uvloop an asyncio
+        subprocess that starts a node (a detached daemon) was never seen to end."""
+        await asyncio.to_thread(self._run_script, arguments)
+
+    def _run_script(self, arguments: tuple[str, ...]) -> None:
+        with tempfile.TemporaryFile() as errors:
+            finished = subprocess.run(
+                [str(SCRIPT), *arguments],
+                env={**os.environ, "PW_RABBITMQ_NODES": str(self.nodes)},
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                check=False,
+            )
+            errors.seek(0)
+            told = errors.read().decode(errors="replace").strip()
+        if finished.returncode != 0:
+            raise RuntimeError(f"{SCRIPT.name} {' '.join(arguments)}: {told}")

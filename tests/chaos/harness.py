@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +21,10 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from tests.chaos.generator import Message, Queue
+from worker.errors import BrokerUnavailable
+from worker.runtime.connection import connect
 from worker.runtime.topology import declare
-from worker.settings import Settings, broker_addresses
+from worker.settings import Settings
 
 ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
 
@@ -41,20 +42,17 @@ async def until(condition: Callable[[], bool], deadline: float = float("inf")) -
 
 async def connected(url: str, name: str, deadline: float = 180.0) -> AbstractConnection:
     """A connection, retried while the broker is away (a restart takes a while). With several
-    addresses (a cluster's nodes), each try takes the next one: a node gone or cut off costs
-    one attempt of at most five seconds."""
+    addresses (a cluster's nodes), each try walks them as the worker does
+    (`worker.runtime.connection.connect`): a node gone or cut off costs one attempt of at most
+    five seconds."""
     give_up = time.monotonic() + deadline
-    addresses = broker_addresses(url)
-    for address in itertools.cycle(addresses):
+    while True:
         try:
-            return await aio_pika.connect(
-                address, timeout=5, client_properties={"connection_name": name}
-            )
-        except ERRORS:
+            return await connect(url, name, timeout_seconds=5)
+        except BrokerUnavailable:
             if time.monotonic() > give_up:
                 raise
-            await asyncio.sleep(0.5 if len(addresses) == 1 else 0.1)
-    raise AssertionError("unreachable")
+            await asyncio.sleep(0.5)
 
 
 class Publisher:

@@ -19,8 +19,10 @@ from pymongo.errors import PyMongoError
 
 from tests.integration.services import ServiceUrls, service_urls
 from worker.domain.shared.catalog import CatalogFile
+from worker.errors import BrokerUnavailable, ConfigurationError
 from worker.runtime.app import Worker
 from worker.runtime.client import CommandClient
+from worker.runtime.connection import connect
 from worker.runtime.topology import declare, topology_names
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
@@ -172,10 +174,12 @@ async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChann
 
 
 async def removed(settings: Settings) -> None:
-    """Delete the topology and drop the database of a test's settings; a service that is
-    down (an outage test gone wrong) leaves them, and the test's own failure says why."""
-    with contextlib.suppress(aio_pika.exceptions.AMQPError, OSError):
-        connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    """Delete the topology and drop the database of a test's settings (on any of its broker
+    addresses); a service that is down (an outage test gone wrong) leaves them, and the test's
+    own failure says why."""
+    gone = (BrokerUnavailable, ConfigurationError, aio_pika.exceptions.AMQPError, OSError)
+    with contextlib.suppress(*gone):
+        connection = await connect(settings.amqp_url, "test cleanup", timeout_seconds=10)
         async with connection:
             await delete_topology(connection, settings)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(

@@ -355,6 +355,12 @@ BROKEN = [
     ("deploy/kubernetes/kustomization.yaml", "  - service.yaml\n", ""),
     ("docker-compose.yml", "stop_grace_period:", "stop_grace_periods:"),
     ("deploy/grafana/profile-worker.json", "[$__rate_interval]))", "[$__rate_interval])"),
+    (
+        "deploy/kubernetes-rabbitmq-cluster-operator/rabbitmqcluster.yaml",
+        "replicas: 3",
+        'replicas: "3"',
+    ),
+    ("deploy/kubernetes-rabbitmq-cluster-operator/permission.yaml", "userReference:", "userRef:"),
 ]
 
 

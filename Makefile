@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 SERVICES_ENV = $(shell scripts/services.sh env)
 
-.PHONY: demo test lint typecheck deploy-check unit integration services services-stop cluster bootstrap bench
+.PHONY: demo test ready lint typecheck deploy-check unit integration services services-stop cluster bootstrap bench
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -18,11 +18,11 @@ services-stop:
 demo: bootstrap services
 	env $(SERVICES_ENV) $(VENV)/profile-worker demo
 
-lint:
+lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 
-typecheck:
+typecheck: bootstrap
 	$(VENV)/mypy
 
 ## deploy/ and docker-compose.yml against Kubernetes, KEDA and Compose schemas (tools cached once)
@@ -30,12 +30,16 @@ deploy-check:
 	scripts/validate-deploy.sh
 
 ## the three-node RabbitMQ cluster beside the default node (network namespaces; needs root or sudo)
-cluster:
+cluster: services
 	PW_RABBITMQ_NODES=3 scripts/services.sh start >/dev/null
 
+## everything the tests need, in parallel where it can be: installs, services, cluster, checks
+ready: bootstrap services cluster lint typecheck deploy-check
+
 ## lint, types, and every test against the real services, the cluster fault tests included
-test: bootstrap services cluster lint typecheck deploy-check
-	env $(SERVICES_ENV) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target ready
+	env $$(scripts/services.sh env) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
 		$(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
 
 ## pure logic, and the processors and store contract on the in-memory store: no services needed

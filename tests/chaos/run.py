@@ -136,6 +136,9 @@ class Report:
     first to the last of those answers."""
     pauses: list[tuple[str, float]] = field(default_factory=list)
     """Per fault, the longest time no command got its first answer while the fault lasted."""
+    outlasting: list[str] = field(default_factory=list)
+    """Faults still under way when the stream's last command got its first answer: the stream
+    did not flow through the whole of them (a stream paced too fast for its faults)."""
     answers: Mapping[str, Sequence[dict[str, Any]]] = field(default_factory=dict)
     """Every answer the run read, by message id, for a closer look."""
     events: Sequence[dict[str, Any]] = field(default_factory=list)
@@ -178,7 +181,10 @@ class Report:
             f"partitions taken by process {self.taken_by_process}, released (SIGTERM and "
             f"rebalancing) {self.released_by_process} (by the logs, at INFO or finer)",
             "longest pause per fault (no new answer): "
-            + ("; ".join(f"{fault}: {pause:.1f} s" for fault, pause in self.pauses) or "-"),
+            + ("; ".join(f"{fault}: {pause:.1f} s" for fault, pause in self.pauses) or "-")
+            + (
+                f" (outlasting the stream: {', '.join(self.outlasting)})" if self.outlasting else ""
+            ),
         ]
 
 
@@ -316,6 +322,7 @@ async def _stream(
     streamed = collector.arrivals[first:]
     if len(streamed) > 1:
         report.stream_rate = (len(streamed) - 1) / (streamed[-1] - streamed[0])
+        report.outlasting = [name for name, _, stop in faults.windows if stop > streamed[-1]]
     return model, [*seeds, *plan.messages], {m.message_id: 1 for m in seeds} | plan.copies
 
 

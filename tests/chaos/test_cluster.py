@@ -22,15 +22,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from tests.chaos.generator import Mix
 from tests.chaos.run import ChaosConfig, run_chaos
 from tests.chaos.test_chaos import SEED, clean
-from tests.integration.conftest import CATALOG, isolated_settings, services  # noqa: F401
+from tests.integration.conftest import CATALOG, isolated_settings, removed, services  # noqa: F401
 from tests.integration.services import ServiceUrls
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
@@ -46,8 +44,8 @@ HOW_TO_START = (
 
 @pytest.fixture
 async def cluster_settings(services: ServiceUrls) -> AsyncIterator[Settings]:  # noqa: F811
-    """The test's own names on the cluster, quorum queues; its database dropped after it (the
-    chaos run deletes its queues)."""
+    """The test's own names on the cluster, quorum queues; its queues and database removed
+    after it."""
     addresses = os.environ.get("CLUSTER_AMQP_URL")
     if not addresses:
         pytest.fail(HOW_TO_START)
@@ -58,9 +56,7 @@ async def cluster_settings(services: ServiceUrls) -> AsyncIterator[Settings]:  #
     await store.catalog.apply(CATALOG)
     await store.close()
     yield settings
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
-    await client.drop_database(settings.mongodb_database)
-    await client.close()
+    await removed(settings)
 
 
 @pytest.mark.timeout(600)
@@ -79,10 +75,11 @@ async def test_three_processes_on_a_cluster_survive_a_node_killed_cut_off_and_re
         joins=0,
         leaves=0,
         node_faults=("kill-leader", "isolate", "rolling-restart"),
-        rate=10.0,
+        rate=15.0,
         timeout_seconds=480,
     )
     report = await run_chaos(cluster_settings, config, tmp_path, say=print)
     clean(report, tmp_path)
     assert report.node_faults == 3, report.faults
+    assert report.outlasting == [], f"paced too fast for its faults: {report.faults}"
     assert report.forced_stops == 0, f"a process ignored SIGTERM for a minute; logs: {tmp_path}"

@@ -41,10 +41,10 @@ mongo-java-server goes without fence conditions (`server.py`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
@@ -126,6 +126,47 @@ def recalled(plan: Plan, landed: bool) -> Recall:
     return Resume(plan["target"]["document_id"])
 
 
+@dataclass(frozen=True)
+class Landing:
+    """What a command's target holds of the writes that landed on it."""
+
+    markers: Collection[str]
+    fences: Mapping[str, int]
+
+
+class Targets(Protocol):
+    """How an inbox reads the targets of commands decided but not done (each store its own)."""
+
+    async def sealed(self, target: Target) -> Landing | None:
+        """The target as it was before this owner stamped its epoch on it (None: absent)."""
+
+    async def removed(self, target: Target) -> Landing | None:
+        """What a removal kept of the target, if one removed it since."""
+
+    async def name_answer(self, command_id: str, name: str) -> None:
+        """Record which plan a command of several owners' plans answers with."""
+
+
+async def resolved(record: Record, targets: Targets) -> Recall:
+    """A command decided but not done: a refusal is answered again; a write, if it landed
+    (its target sealed first), with the plan that landed, else decided again."""
+    latest = newest(record)
+    if latest["target"] is None:
+        return Recorded(latest["result"], unsent=True)
+    target = Target(**latest["target"])
+    landing = await targets.sealed(target)
+    if target.removes:
+        return recalled(latest, landing is None)
+    if landing is None:  # removed since, perhaps by a later command: were we there?
+        landing = await targets.removed(target)
+    if landing is None or marker_of(record["_id"]) not in landing.markers:
+        return recalled(latest, False)
+    name, plan = landed_plan(record, landing.fences)
+    if len(record["plans"]) > 1:
+        await targets.name_answer(record["_id"], name)
+    return recalled(plan, True)
+
+
 class MongoInbox:
     """Implements `worker.domain.shared.ports.Inbox` on a MongoDB-wire server.
 
@@ -165,37 +206,17 @@ class MongoInbox:
                 if record["_id"] in done:
                     answers[record["_id"]] = Recorded(answer_of(record)["result"])
                 else:
-                    answers[record["_id"]] = await self._resolved(record)
+                    answers[record["_id"]] = await resolved(record, self)
         return answers
 
-    async def _resolved(self, record: Record) -> Recall:
-        """A command decided but not done: a refusal is answered again; a write, if it landed
-        (its target sealed first), with the plan that landed, else decided again."""
-        latest = newest(record)
-        if latest["target"] is None:
-            return Recorded(latest["result"], unsent=True)
-        target = Target(**latest["target"])
-        document = await self._sealed(target)
-        if target.removes:
-            return recalled(latest, document is None)
-        if document is None:  # removed since, perhaps by a later command: were we there?
-            removed = self._db[removed_from(target.collection)]
-            document = await removed.find_one({"_id": _stored_id(target)}, {"_applied": 1})
-        if document is None or marker_of(record["_id"]) not in (document.get("_applied") or {}):
-            return recalled(latest, False)
-        name, plan = landed_plan(record, document.get(FENCE_FIELD) or {})
-        if len(record["plans"]) > 1:
-            await self._records.update_one({"_id": record["_id"]}, {"$set": {"answer": name}})
-        return recalled(plan, True)
-
-    async def _sealed(self, target: Target) -> Record | None:
+    async def sealed(self, target: Target) -> Landing | None:
         """The target as it was when this owner stamped its epoch on it (None if absent): a
         stale owner's write to it is refused from then on."""
         collection = self._db[target.collection]
         wanted, projection = {"_id": _stored_id(target)}, {"_applied": 1, FENCE_FIELD: 1}
         fence = self._fence
         if fence is None or not self._server.fences_in_filters:
-            return await collection.find_one(wanted, projection)
+            return _landing(await collection.find_one(wanted, projection))
         document = await collection.find_one_and_update(  # FerretDB 1.24: no projection here
             {**wanted, **fence.condition()},
             {"$set": fence.stamp()},
@@ -203,7 +224,14 @@ class MongoInbox:
         )
         if document is None and await collection.find_one(wanted, {"_id": 1}) is not None:
             raise PartitionLost("a later owner of this partition wrote a command's target")
-        return document
+        return _landing(document)
+
+    async def removed(self, target: Target) -> Landing | None:
+        removed = self._db[removed_from(target.collection)]
+        return _landing(await removed.find_one({"_id": _stored_id(target)}, {"_applied": 1}))
+
+    async def name_answer(self, command_id: str, name: str) -> None:
+        await self._records.update_one({"_id": command_id}, {"$set": {"answer": name}})
 
     async def write_ahead(self, entries: Sequence[WriteAhead]) -> None:
         """Record decided answers before their writes, as this owner's plans."""
@@ -257,6 +285,12 @@ class MongoInbox:
             records = await self._records.delete_many({**old, "plans": {"$exists": True}})
             await self._records.delete_many(old)  # their done marks
         return records.deleted_count
+
+
+def _landing(document: Record | None) -> Landing | None:
+    if document is None:
+        return None
+    return Landing(document.get("_applied") or {}, document.get(FENCE_FIELD) or {})
 
 
 def _stored_id(target: Target) -> Any:

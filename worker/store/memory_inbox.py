@@ -15,8 +15,8 @@ from worker.contract.events import Event
 from worker.domain.shared.ports import Recall, Recorded
 from worker.errors import PartitionLost
 from worker.store.fence import Fence
-from worker.store.inbox import Record, answer_of, landed_plan, newest, plan_of, recalled
-from worker.store.markers import Target, marker_of, removed_from
+from worker.store.inbox import Landing, Record, answer_of, plan_of, resolved
+from worker.store.markers import Target, removed_from
 from worker.store.memory_documents import Clock, Document
 
 
@@ -44,37 +44,26 @@ class MemoryInbox:
             if record is not None and record.get("done"):
                 answers[command_id] = Recorded(copy.deepcopy(answer_of(record)["result"]))
             elif record is not None:
-                answers[command_id] = copy.deepcopy(self._resolved(record))
+                answers[command_id] = copy.deepcopy(await resolved(record, self))
         return answers
 
-    def _resolved(self, record: Record) -> Recall:
-        latest = newest(record)
-        if latest["target"] is None:
-            return Recorded(latest["result"], unsent=True)
-        target = Target(**latest["target"])
-        document = self._sealed(target)
-        if target.removes:
-            return recalled(latest, document is None)
-        if document is None:
-            document = self._documents[removed_from(target.collection)].get(target.document_id)
-        if document is None or marker_of(record["_id"]) not in document.markers:
-            return recalled(latest, False)
-        name, plan = landed_plan(record, document.fences)
-        if len(record["plans"]) > 1:
-            record["answer"] = name
-        return recalled(plan, True)
-
-    def _sealed(self, target: Target) -> Document | None:
+    async def sealed(self, target: Target) -> Landing | None:
         """The target as it was before this owner stamped its epoch on it."""
         document = self._documents[target.collection].get(target.document_id)
         fence = self._fence
-        if document is None or fence is None:
-            return document
-        if not fence.allows(document.fences):
-            raise PartitionLost("a later owner of this partition wrote a command's target")
-        before = copy.deepcopy(document)
-        document.fences[fence.key] = fence.epoch
-        return before
+        if document is not None and fence is not None:
+            if not fence.allows(document.fences):
+                raise PartitionLost("a later owner of this partition wrote a command's target")
+            before = _landing(document)
+            document.fences[fence.key] = fence.epoch
+            return before
+        return _landing(document)
+
+    async def removed(self, target: Target) -> Landing | None:
+        return _landing(self._documents[removed_from(target.collection)].get(target.document_id))
+
+    async def name_answer(self, command_id: str, name: str) -> None:
+        self.records[command_id]["answer"] = name
 
     def write_ahead(
         self, entries: Iterable[tuple[str, ResultModel, Sequence[Event], Target]]
@@ -104,3 +93,10 @@ class MemoryInbox:
         for key in old:
             del self.records[key]
         return len(old)
+
+
+def _landing(document: Document | None) -> Landing | None:
+    """A copy: the document changes as later writes land."""
+    if document is None:
+        return None
+    return Landing(dict(document.markers), dict(document.fences))

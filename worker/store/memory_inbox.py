@@ -50,14 +50,12 @@ class MemoryInbox:
     async def sealed(self, target: Target) -> Landing | None:
         """The target as it was before this owner stamped its epoch on it."""
         document = self._documents[target.collection].get(target.document_id)
-        fence = self._fence
+        before, fence = _landing(document), self._fence
         if document is not None and fence is not None:
             if not fence.allows(document.fences):
                 raise PartitionLost("a later owner of this partition wrote a command's target")
-            before = _landing(document)
             document.fences[fence.key] = fence.epoch
-            return before
-        return _landing(document)
+        return before
 
     async def removed(self, target: Target) -> Landing | None:
         return _landing(self._documents[removed_from(target.collection)].get(target.document_id))

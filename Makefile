@@ -1,7 +1,8 @@
 # The two set-up commands of the README are `make demo` and `make test`.
 SHELL := /bin/bash
 VENV := .venv/bin
-SERVICES_ENV = $(shell scripts/services.sh env)
+# read by the shell when a recipe runs, once its services are up
+SERVICES_ENV = $$(scripts/services.sh env)
 
 .PHONY: demo test ready lint typecheck deploy-check unit integration services services-stop cluster bootstrap bench
 
@@ -39,7 +40,7 @@ ready: bootstrap services cluster lint typecheck deploy-check
 ## lint, types, and every test against the real services, the cluster fault tests included
 test:
 	$(MAKE) --no-print-directory -j4 --output-sync=target ready
-	env $$(scripts/services.sh env) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
+	env $(SERVICES_ENV) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
 		$(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
 
 ## pure logic, and the processors and store contract on the in-memory store: no services needed

@@ -44,9 +44,7 @@ from worker.cli.common import load_catalog
 from worker.domain.shared.ports import RelationFilter
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
-from worker.store.bulk import bulk_write_chunked
 from worker.store.mongo import MongoStore
-from worker.store.server import ServerTraits
 
 REL_ID, DB_A, DB_B = 1, 11, 10
 
@@ -111,13 +109,9 @@ def relation_document(n: int, now: datetime) -> dict[str, Any]:
 
 
 async def raw_database(settings: Settings, relations: int, count: int) -> float:
-    """Bulk `$set` updates by `_id` over `relations` relation-shaped documents, in the chunks
-    the worker uses on that server (`worker.store.server`: FerretDB hangs on 100 updates in one
-    command)."""
+    """Bulk `$set` updates by `_id` over `relations` relation-shaped documents, one unordered
+    bulk per batch as the worker sends them."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
-    server = ServerTraits()
-    await server.detect(client)
-    chunk_size = server.bulk_chunk
     collection = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]["relations"]
     now = datetime.now(UTC)
     for first in range(0, relations, 1000):
@@ -126,8 +120,7 @@ async def raw_database(settings: Settings, relations: int, count: int) -> float:
         )
     started = time.perf_counter()
     for first in range(0, count, BATCH):
-        await bulk_write_chunked(
-            collection,
+        await collection.bulk_write(
             [
                 UpdateOne(
                     {"_id": n % relations},
@@ -135,7 +128,7 @@ async def raw_database(settings: Settings, relations: int, count: int) -> float:
                 )
                 for n in range(first, min(first + BATCH, count))
             ],
-            chunk_size,
+            ordered=False,
         )
     rate = count / (time.perf_counter() - started)
     await client.drop_database(collection.database.name)

@@ -9,6 +9,9 @@ from typing import Any
 
 from worker.domain.shared.catalog import CatalogFile
 
+LIVE = {"removed_at": {"$exists": False}}
+"""The relations not removed: a removal leaves a tombstone until the sweep."""
+
 TOKEN = "unit-write-token-0123456789"
 READ_TOKEN = "unit-read-token-0123456789"
 PARTNERS_TOKEN = "unit-partners-token-0123456789"

@@ -74,10 +74,6 @@ class Settings(BaseSettings):
     losing results; unset, they are unbounded, with the arguments they always had."""
     dedup_window_seconds: int = Field(7 * 86_400, ge=1)
     dedup_cleanup_interval_seconds: float = Field(600.0, gt=0)
-    command_lease_seconds: float = Field(60.0, gt=0)
-    """How long a version reserved by a writer that died keeps its profile or relation
-    reserved (`store/revisions.py`; markers beyond the newest 16 are kept three times this).
-    Commands are not leased: one process owns a partition. Keep it above the slowest batch."""
     catalog_cache_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: float = Field(30.0, gt=0)
     max_message_bytes: int = Field(1_048_576, ge=1_024)

@@ -32,11 +32,11 @@ from tests.chaos.harness import (
 from tests.chaos.model import Model
 from tests.integration.conftest import delete_topology, worker_environment
 from tests.integration.proxy import TcpProxy, started_proxy, through
+from tests.support import LIVE
 from worker.runtime.topology import command_routes, partitions_of, routes
 from worker.settings import Settings
 
 WORKER: dict[str, Any] = {
-    "command_lease_seconds": 5.0,  # a killed worker's version reservations strand soon
     "mongodb_timeout_ms": 2_000,
     "reconnect_max_delay_seconds": 2.0,
     "retry_max_attempts": 5,
@@ -432,7 +432,7 @@ async def _checked(
     try:
         db = client[chaos.mongodb_database]
         profiles = await db.profiles.find({}, {"db_id": 1, "fields": 1}).to_list()
-        relations = await db.relations.find({}).to_list()
+        relations = await db.relations.find(LIVE).to_list()
     finally:
         await client.close()
     answers, events = collector.answers, collector.events

@@ -14,32 +14,29 @@ from worker.store.mongo import MongoStore
 
 
 class HangingWrites:
-    """One port whose `write` hangs once `armed` (delegating everything else)."""
+    """One port whose `write` hangs once `armed` (delegating everything else to the port of
+    the partition owner that the worker took last: `inner`)."""
 
     def __init__(self, inner: Any, write_first: bool) -> None:
-        self._inner = inner
+        self.inner = inner
         self.write_first = write_first
         self.armed = False
         self.reached = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
     async def write(self, writes: Any) -> Any:
         if not self.armed:
-            return await self._inner.write(writes)
-        statuses = await self._inner.write(writes) if self.write_first else []
+            return await self.inner.write(writes)
+        statuses = await self.inner.write(writes) if self.write_first else []
         self.reached.set()
         await asyncio.Event().wait()  # never returns: the worker is killed here
         return statuses
 
 
 class CrashingStore(MongoStore):
-    """A MongoStore whose profile or relation writes hang once armed (`trap`).
-
-    Its version reservations are stranded after one second, so a worker started after the
-    crash writes the profile without waiting for a production-length lease.
-    """
+    """A MongoStore whose profile or relation writes hang once armed (`trap`)."""
 
     trap: HangingWrites
     port: Literal["profiles", "relations"]
@@ -48,10 +45,12 @@ class CrashingStore(MongoStore):
     def around(
         cls, settings: Settings, port: Literal["profiles", "relations"], *, write_first: bool
     ) -> CrashingStore:
-        store = cls.from_settings(settings.model_copy(update={"command_lease_seconds": 1.0}))
+        store = cls.from_settings(settings)
         store.port = port
         store.trap = HangingWrites(getattr(store, port), write_first)
         return store
 
     def ports(self, fence: Fence | None = None) -> Stores:
-        return replace(super().ports(fence), **{self.port: cast(Any, self.trap)})
+        stores = super().ports(fence)
+        self.trap.inner = getattr(stores, self.port)
+        return replace(stores, **{self.port: cast(Any, self.trap)})

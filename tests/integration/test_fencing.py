@@ -1,6 +1,6 @@
-"""The gap that leases alone could not close, closed by the fence: a process stalled between
-reserving a profile's next version and writing it, past its lease, while its partition went
-to another process that applied the command, never lands its write when it wakes up."""
+"""The fence: a process stalled between planning a profile's write (written ahead) and sending
+it, while its partition went to another process that applied the command, never lands its
+write when it wakes up."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from worker.settings import Settings
 from worker.store.mongo import MongoStore
 from worker.store.profiles import ProfileRepository
 
-LEASE_SECONDS = 1.0
-
 
 class StallingProfiles(ProfileRepository):
-    """Profiles whose next write, once armed, stops right after reserving its revisions and
-    goes on only when `wake` is set, whatever happened to the batch that made it (a stalled
-    process: its tasks are not cancelled while it sleeps)."""
+    """Profiles whose next write, once armed, stops right after its answer was written ahead
+    (at its claims) and goes on only when `wake` is set, whatever happened to the batch that
+    made it (a stalled process: its tasks are not cancelled while it sleeps)."""
 
     armed = False
     reached: asyncio.Event
@@ -31,39 +29,37 @@ class StallingProfiles(ProfileRepository):
     written: asyncio.Event
     statuses: list[WriteStatus]
 
-    async def _write_fresh(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
+    async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
         if not self.armed:
-            return await super()._write_fresh(writes)
+            return await super().write(writes)
         type(self).armed = False
         stalled = asyncio.ensure_future(self._stalled(writes))
         return await asyncio.shield(stalled)
 
-    async def _stalled(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
-        self.statuses[:] = await super()._write_fresh(writes)
+    async def _stalled(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
+        self.statuses[:] = await super().write(writes)
         self.written.set()
         return self.statuses
 
-    async def _take_revisions(
-        self, writes: Sequence[ProfileWrite], claimed: list[bool], now: Any
-    ) -> list[bool]:
-        taken = await super()._take_revisions(writes, claimed, now)
+    async def claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+        claimed = await super().claim(writes)
         if any(write.before is not None for write in writes) and not self.reached.is_set():
             self.reached.set()
             await self.wake.wait()
-        return taken
+        return claimed
 
 
-async def test_a_stalled_owner_past_its_lease_cannot_write_after_its_successor(
+async def test_a_stalled_owner_cannot_write_after_its_successor(
     client: CommandClient, settings: Settings, start_worker: StartWorker, mongo: Any
 ) -> None:
-    short = settings.model_copy(update={"command_lease_seconds": LEASE_SECONDS})
+    short = settings
     proxy = await started_proxy(short.amqp_url)
     stalling = MongoStore.from_settings(short)
     stalling.profiles.__class__ = StallingProfiles
     StallingProfiles.reached, StallingProfiles.wake = asyncio.Event(), asyncio.Event()
     StallingProfiles.written = asyncio.Event()
     StallingProfiles.statuses = []
-    successor = MongoStore.from_settings(short)  # A's lease and revision expire soon
+    successor = MongoStore.from_settings(short)
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     try:
         cut_off = short.model_copy(update={"amqp_url": through(short.amqp_url, proxy)})
@@ -87,7 +83,7 @@ async def test_a_stalled_owner_past_its_lease_cannot_write_after_its_successor(
         doc = await mongo.profiles.find_one({"fields.email": email})
         assert doc["fields"]["age"] == 2, "the successor applied the increment"
 
-        StallingProfiles.wake.set()  # the stalled write goes on, on a version nobody holds
+        StallingProfiles.wake.set()  # the stalled write goes on, planned on an old version
         await asyncio.wait_for(StallingProfiles.written.wait(), 30)
         assert StallingProfiles.statuses == ["fenced"]
         doc = await mongo.profiles.find_one({"fields.email": email})

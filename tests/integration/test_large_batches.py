@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from tests.integration.conftest import TOKEN, StartWorker, command, new_id, seed_profile
+from tests.support import LIVE
 from worker.runtime.client import CommandClient
 from worker.runtime.topology import declare
 from worker.settings import Settings
@@ -103,5 +104,5 @@ async def test_commands_on_one_relation_apply_in_queue_order_inside_a_batch(
     assert [r["props"]["weight"] for r in results] == [1, 3, 10, 7, 7, 5]
     assert [r["created"] for r in results] == [True, False, False, False, False, True]
     assert results[5]["relation_id"] != results[0]["relation_id"]
-    doc = await mongo.relations.find_one({})
+    doc = await mongo.relations.find_one(LIVE)
     assert (doc["_id"], doc["props"]) == (results[5]["relation_id"], {"weight": 5})

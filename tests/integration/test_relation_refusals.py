@@ -14,6 +14,7 @@ from tests.integration.conftest import (
     ask_relation,
     new_profile,
 )
+from tests.support import LIVE
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
 
@@ -80,7 +81,7 @@ async def test_refusals(
     assert result["error"] == code, result
     assert text in result["error_text"]
     assert result["feedback_id"] == body["feedback_id"]
-    assert await mongo.relations.count_documents({}) == 0
+    assert await mongo.relations.count_documents(LIVE) == 0
     assert await mongo.relation_keys.count_documents({}) == 0
 
 

@@ -14,6 +14,7 @@ from tests.integration.conftest import (
     new_id,
     new_profile,
 )
+from tests.support import LIVE
 from worker.domain.shared.identity import profile_xxh
 from worker.runtime.client import CommandClient
 from worker.settings import Settings
@@ -83,7 +84,7 @@ async def test_attach_stores_the_relation_answers_and_announces_it(
     again = await ask_relation(client, settings, relation("attach", a, b, weights={"weight": 1}))
     assert again["error"] == 409
     assert (await mongo.relations.find_one({}))["props"]["weight"] == 3
-    assert await mongo.relations.count_documents({}) == 1
+    assert await mongo.relations.count_documents(LIVE) == 1
 
 
 async def test_strengthen_adds_weakens_sets_bools_and_creates_when_absent(
@@ -104,7 +105,7 @@ async def test_strengthen_adds_weakens_sets_bools_and_creates_when_absent(
     assert second["props"] == {"weight": -3, "visits": 1.5, "active": False}
     doc = await mongo.relations.find_one({})
     assert doc["props"] == {"weight": -3, "visits": 1.5, "active": False}
-    assert await mongo.relations.count_documents({}) == 1
+    assert await mongo.relations.count_documents(LIVE) == 1
 
 
 async def test_edit_replaces_given_values_keeps_the_rest_and_changes_labels(
@@ -145,7 +146,7 @@ async def test_detach_removes_the_relation_and_its_key(
     detached = await ask_relation(client, settings, relation("detach", a, b))
 
     assert (detached["error"], detached["relation_id"]) == (0, attached["relation_id"])
-    assert await mongo.relations.count_documents({}) == 0
+    assert await mongo.relations.count_documents(LIVE) == 0
     assert await mongo.relation_keys.count_documents({}) == 0
     assert (await next_relation_event(events))["_routing_key"] == "relation.attached"
     assert (await next_relation_event(events))["_routing_key"] == "relation.detached"
@@ -175,7 +176,7 @@ async def test_commands_may_address_a_relation_by_relation_id(
     assert detached["error"] == 0
     gone = await ask_relation(client, settings, {**by_id, "action": "strengthen", "weights": {}})
     assert gone["error"] == 404
-    assert await mongo.relations.count_documents({}) == 0
+    assert await mongo.relations.count_documents(LIVE) == 0
 
 
 async def test_profiles_are_found_with_the_import_matching_modes(
@@ -201,3 +202,24 @@ async def test_profiles_are_found_with_the_import_matching_modes(
     result = await ask_relation(client, settings, body)
     assert (result["error"], result["profile_a"], result["profile_b"]) == (0, family, a)
     assert await mongo.relations.count_documents({"rel_id": 501}) == 1
+
+
+async def test_a_removed_relation_s_key_is_free_even_if_its_release_was_cut_short(
+    client: CommandClient, settings: Settings, mongo: Any, pair: tuple[str, str]
+) -> None:
+    """A removal that crashed after its tombstone and before giving its key back leaves a claim
+    of a removed relation: the next attach of that key takes it over with a new relation."""
+    a, b = pair
+    first = await ask_relation(client, settings, relation("attach", a, b, weights={}))
+    detached = await ask_relation(client, settings, relation("detach", a, b))
+    assert detached["error"] == 0
+    key = (await mongo.relations.find_one({"_id": first["relation_id"]}))["key"]
+    await mongo.relation_keys.insert_one({"_id": key, "relation_id": first["relation_id"]})
+
+    again = await ask_relation(client, settings, relation("attach", a, b, weights={}))
+
+    assert (again["error"], again["created"]) == (0, True)
+    assert again["relation_id"] != first["relation_id"]
+    claim = await mongo.relation_keys.find_one({"_id": key})
+    assert claim["relation_id"] == again["relation_id"]
+    assert await mongo.relations.count_documents(LIVE) == 1

@@ -53,7 +53,6 @@ WORKER: dict[str, Any] = {
     "partition_poll_seconds": 0.3,
     "batch_max_size": 32,
     "prefetch_count": 64,
-    "command_lease_seconds": 5.0,  # a killed process's version reservations strand soon
     "shutdown_grace_seconds": 10.0,
     "log_level": "INFO",
 }

@@ -16,7 +16,6 @@ from worker.store.fence import EPOCHS, Fence, next_fence
 from worker.store.inbox import MongoInbox
 from worker.store.profiles import ProfileRepository
 from worker.store.relations import RelationRepository
-from worker.store.server import ServerTraits
 
 
 class MongoStore:
@@ -28,15 +27,13 @@ class MongoStore:
         database: str,
         *,
         catalog_cache_seconds: float = 0.0,
-        command_lease_seconds: float = 60.0,
     ) -> None:
         self._client = client
         db = client[database]
-        self.server = ServerTraits()
         self.catalog = CatalogRepository(db)
-        self.inbox = MongoInbox(db, command_lease_seconds, self.server)
-        self.profiles = ProfileRepository(db, self.inbox, self.server)
-        self.relations = RelationRepository(db, self.inbox, self.server)
+        self.inbox = MongoInbox(db)
+        self.profiles = ProfileRepository(db, self.inbox)
+        self.relations = RelationRepository(db, self.inbox)
         self._catalog_reads = CachedCatalog(self.catalog, catalog_cache_seconds)
         self._epochs = db[EPOCHS]
 
@@ -58,7 +55,6 @@ class MongoStore:
             client,
             settings.mongodb_database,
             catalog_cache_seconds=settings.catalog_cache_seconds,
-            command_lease_seconds=settings.command_lease_seconds,
         )
 
     def ports(self, fence: Fence | None = None) -> Stores:
@@ -78,9 +74,7 @@ class MongoStore:
         return await next_fence(self._epochs, partition)
 
     async def ensure_indexes(self) -> None:
-        """Prepare the database at start: learn the server's traits, create the indexes."""
-        async with translated():
-            await self.server.detect(self._client)
+        """Prepare the database at start: create the indexes."""
         await self.profiles.ensure_indexes()
         await self.inbox.ensure_indexes()
         await self.relations.ensure_indexes()
@@ -90,9 +84,8 @@ class MongoStore:
             await self._client.admin.command("ping")
 
     async def forget_before(self, moment: datetime) -> int:
-        """Sweep the inbox and the version reservations older than `moment`."""
-        await self.profiles.forget_revisions_before(moment)
-        await self.relations.forget_revisions_before(moment)
+        """Sweep the inbox records and the relations' tombstones older than `moment`."""
+        await self.relations.forget_removed_before(moment)
         return await self.inbox.forget_before(moment)
 
     async def close(self) -> None:

@@ -1,60 +1,40 @@
 """Profiles and their unique-value claims in MongoDB.
 
-Uniqueness is enforced with claim documents keyed by `_id` (`profile_keys`), and each profile
-version is reserved by inserting a revision document (`profile_revisions`) before the update:
-inserts keyed by `_id` are atomic on MongoDB and on FerretDB alike, which conditional updates
-are not on FerretDB. Every write leaves the command's marker on the profile, so a new owner of
-the command after a crash can tell whether it landed (`worker.store.inbox`).
+Uniqueness is enforced with claim documents keyed by `_id` (`profile_keys`): an insert of a
+taken key fails, so of two profiles wanting one email exactly one gets it. Profile writes go
+through the write protocol (`writes.py`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from bson import ObjectId
-from pymongo import DeleteOne, InsertOne, UpdateOne
+from pymongo import DeleteOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from worker.domain.shared.ports import WriteStatus
 from worker.domain.shared.profiles import Profile, ProfileWrite
-from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.fence import FIELD as FENCE_FIELD
-from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
-from worker.store.inbox import MongoInbox, WriteAhead
-from worker.store.markers import (
-    Stamp,
-    Target,
-    landing,
-    marker_keep_ms,
-    marker_of,
-    marker_time,
-    stamp_of,
-    unless_landed_before,
-)
-from worker.store.revisions import Revisions
-from worker.store.server import ServerTraits
+from worker.store.fence import Fence
+from worker.store.inbox import MongoInbox, Target
+from worker.store.writes import Insert, Planned, Stamp, Update, WriteProtocol, stamp_of
 
 PROFILES: Final = "profiles"
 CLAIMS = "profile_keys"
-REVISIONS = "profile_revisions"
 
 
 class ProfileRepository:
     """Implements `worker.domain.shared.ports.ProfileStore`."""
 
-    def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox, server: ServerTraits
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox) -> None:
         self._inbox = inbox
-        self._server = server
         self._profiles = db[PROFILES]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS], inbox.lease_seconds)
         self._fence: Fence | None = None
 
     def fenced(self, fence: Fence) -> ProfileRepository:
@@ -67,7 +47,6 @@ class ProfileRepository:
         async with translated():
             await self._profiles.create_index([("db_id", 1), ("fields.phones", 1)])
             await self._profiles.create_index([("account_id", 1)])
-            await self._revisions.ensure_indexes()
 
     async def owners(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
@@ -81,9 +60,8 @@ class ProfileRepository:
             return {}
         ids = [ObjectId(profile_id) for profile_id in profile_ids]
         async with translated():
-            # `_id` alone: a compound filter makes mongo-java-server scan (bench/RESULTS.md).
-            docs = await self._profiles.find({"_id": {"$in": ids}}).to_list()
-        return {str(doc["_id"]): _profile(doc) for doc in docs if doc["db_id"] == db_id}
+            docs = await self._profiles.find({"_id": {"$in": ids}, "db_id": db_id}).to_list()
+        return {str(doc["_id"]): _profile(doc) for doc in docs}
 
     async def matching(self, db_id: int, field: str, value: Any, *, all_of: bool) -> list[str]:
         condition = {"$all": value} if all_of else value
@@ -107,73 +85,18 @@ class ProfileRepository:
             return await self._profiles.count_documents({"account_id": account_id})
 
     async def write(self, writes: Sequence[ProfileWrite]) -> list[WriteStatus]:
-        return await unless_landed_before(writes, self._write_fresh, self._fence)
+        protocol = WriteProtocol(self._profiles, self._inbox, self._fence, self)
+        return await protocol.write(writes)
 
-    async def _write_fresh(self, writes: list[ProfileWrite]) -> list[WriteStatus]:
-        """Answers ahead, then claims, revisions, the profile writes, and which markers landed.
+    def change(self, write: ProfileWrite, now: datetime) -> Insert | Update:
+        return _change(write, now)
 
-        Each answer is written ahead into the inbox before its write, so an owner taking the
-        command over after a crash can answer what landed.
-        """
-        markers = [marker_of(write.command_id) for write in writes]
-        async with translated():
-            now = datetime.now(UTC)
-            await self._inbox.write_ahead(
-                [
-                    WriteAhead(w.command_id, w.result, w.events, Target(PROFILES, w.profile_id))
-                    for w in writes
-                    if w.command_id is not None
-                ]
-            )
-            claimed = await self._claim(writes)
-            eligible = await self._take_revisions(writes, claimed, now)
-            filter_fence = self._fence if self._server.fences_in_filters else None
-            keep_ms = marker_keep_ms(self._inbox.lease_seconds)
-            operations = [
-                _operation(write, marker, now, keep_ms, self._fence, filter_fence)
-                for write, marker, ok in zip(writes, markers, eligible, strict=True)
-                if ok
-            ]
-            all_applied = await all_touched(
-                self._profiles, operations, self._server.bulk_chunk
-            ) and all(eligible)
-            # When every operation matched or inserted, every marker is known to have landed
-            # without reading the profiles back.
-            statuses: list[WriteStatus] = (
-                ["applied"] * len(writes)
-                if all_applied
-                else await self._landed(writes, markers, eligible)
-            )
-            await self._release(
-                [w for w, status in zip(writes, statuses, strict=True) if status == "applied"]
-            )
-            await self._revisions.release(
-                [
-                    (w.profile_id, stamp_of(w.before).version)
-                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
-                    if status == "fenced" and ok and w.before is not None
-                ]
-            )
-        return statuses
+    def planned(self, write: ProfileWrite) -> Planned:
+        read = None if write.create else stamp_of(write.before)
+        target = Target(PROFILES, write.profile_id)
+        return Planned(write.command_id, target, write.result, write.events, read)
 
-    async def _take_revisions(
-        self, writes: Sequence[ProfileWrite], claimed: list[bool], now: datetime
-    ) -> list[bool]:
-        """Reserve the next version of every updated profile (see `worker.store.revisions`)."""
-        updates = [i for i, write in enumerate(writes) if claimed[i] and write.before]
-        reserved = await self._revisions.reserve(
-            [(writes[i].profile_id, stamp_of(writes[i].before).version) for i in updates], now
-        )
-        taken = list(claimed)
-        for index, ok in zip(updates, reserved, strict=True):
-            taken[index] = ok
-        return taken
-
-    async def forget_revisions_before(self, moment: datetime) -> None:
-        async with translated():
-            await self._revisions.forget_before(moment)
-
-    async def _claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
+    async def claim(self, writes: Sequence[ProfileWrite]) -> list[bool]:
         """Take each write's unique keys; False for a write that lost one to another profile."""
         claims = [
             (index, key, stale_owner)
@@ -189,9 +112,7 @@ class ProfileRepository:
                 await self._claims.insert_many(documents, ordered=False)
             except BulkWriteError as exc:
                 contested += [inserts[position] for position in duplicate_indexes(exc)]
-        # Taking over a stale claim is a conditional update; on FerretDB two concurrent takeovers
-        # of the same stale claim could both report a match (no isolation). Stale claims only
-        # arise from changed unique values or crashes, so this race stays narrow.
+        # Taking over a stale claim is a conditional update: of two takeovers one matches.
         for index, key, stale_owner in takeovers:
             result = await self._claims.update_one(
                 {"_id": key, "profile_id": stale_owner},
@@ -207,28 +128,14 @@ class ProfileRepository:
                     ok[index] = False
         return ok
 
-    async def _landed(
-        self, writes: Sequence[ProfileWrite], markers: list[str], attempted: list[bool]
-    ) -> list[WriteStatus]:
-        ids = [ObjectId(write.profile_id) for write in writes]
-        projection = {"_applied": 1, FENCE_FIELD: 1}
-        docs = await self._profiles.find({"_id": {"$in": ids}}, projection).to_list()
-        found = {str(doc["_id"]): doc for doc in docs}
-        statuses = []
-        for write, marker, sent in zip(writes, markers, attempted, strict=True):
-            doc = found.get(write.profile_id)
-            marked = marker in ((doc or {}).get("_applied") or {})
-            statuses.append(landing(sent, marked, overtaken(self._fence, doc)))
-        return statuses
-
-    async def _release(self, writes: Sequence[ProfileWrite]) -> None:
+    async def release(self, applied: Sequence[ProfileWrite]) -> None:
         releases = [
             DeleteOne({"_id": key, "profile_id": write.profile_id})
-            for write in writes
+            for write in applied
             for key in write.releases
         ]
         if releases:
-            await bulk_write_chunked(self._claims, releases, self._server.bulk_chunk)
+            await self._claims.bulk_write(releases, ordered=False)
 
 
 def _profile(doc: dict[str, Any]) -> Profile:
@@ -242,58 +149,37 @@ def _profile(doc: dict[str, Any]) -> Profile:
     )
 
 
-def _operation(
-    write: ProfileWrite,
-    marker: str,
-    now: datetime,
-    keep_ms: int,
-    fence: Fence | None,
-    filter_fence: Fence | None,
-) -> InsertOne[dict[str, Any]] | UpdateOne:
-    """The MongoDB operation for one planned write. Field names were checked by the schema.
-
-    An update filters on `_id` (and its writer's `filter_fence`, see `fence.py`; none on a
-    server that would scan for it; every write leaves `fence`'s epoch): its writer holds the
-    revision `expected_version + 1`, so no other writer can change the profile between its
-    planning read and this write, and a filter of `_id` alone costs a quarter of a compound
-    one on FerretDB (bench/RESULTS.md).
-    """
-    changes, marked_at = write.changes, marker_time(now)
+def _change(write: ProfileWrite, now: datetime) -> Insert | Update:
+    """What one planned write does to its profile. Field names were checked by the schema."""
+    changes = write.changes
     if write.create:
         fields = {**changes.set, **changes.inc, **changes.add_tags}
-        return InsertOne(
+        return Insert(
             {
                 "_id": ObjectId(write.profile_id),
                 "db_id": write.db_id,
                 "account_id": write.account_id,
                 "fields": fields,
-                "_v": 1,
-                "_applied": {marker: marked_at},
-                **({FENCE_FIELD: {fence.key: fence.epoch}} if fence else {}),
                 "subs": write.subscriptions,
                 "created_at": now,
                 "updated_at": now,
             }
         )
-    condition = fenced_filter({"_id": ObjectId(write.profile_id)}, filter_fence)
     update: dict[str, Any] = {
         "$set": {
             **{f"fields.{name}": value for name, value in changes.set.items()},
             **{f"subs.{slot}": sub for slot, sub in write.subscriptions.items()},
-            f"_applied.{marker}": marked_at,
-            **fence_stamp(fence),
             "updated_at": now,
         },
-        "$inc": {**{f"fields.{name}": delta for name, delta in changes.inc.items()}, "_v": 1},
     }
-    unset = [f"fields.{name}" for name in changes.unset]
-    unset += [f"_applied.{name}" for name in stamp_of(write.before).pruned(marked_at, keep_ms)]
-    if unset:
-        update["$unset"] = dict.fromkeys(unset, "")
+    if changes.inc:
+        update["$inc"] = {f"fields.{name}": delta for name, delta in changes.inc.items()}
+    if changes.unset:
+        update["$unset"] = {f"fields.{name}": "" for name in changes.unset}
     if changes.add_tags:
         update["$addToSet"] = {
             f"fields.{name}": {"$each": tags} for name, tags in changes.add_tags.items()
         }
     if changes.remove_tags:
         update["$pullAll"] = {f"fields.{name}": tags for name, tags in changes.remove_tags.items()}
-    return UpdateOne(condition, update)
+    return Update(update)

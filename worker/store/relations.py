@@ -1,10 +1,11 @@
 """Relations in MongoDB: documents keyed by `relation_id`, claims keyed by (type, A, B).
 
-A relation's natural key is claimed in `relation_keys` (an insert keyed by `_id`, atomic on
-every server), so two processes creating the same relation end up with one. Ids come from
-blocks reserved by inserting `{_id: block}` into `relation_id_blocks`: race-free across
-processes, and one insert per hundred relations. Updates and deletes reserve the relation's
-next version first (`worker.store.revisions`).
+A relation's natural key is claimed in `relation_keys` (an insert keyed by `_id`), so two
+processes creating the same relation end up with one. Ids come from blocks reserved by
+inserting `{_id: block}` into `relation_id_blocks`: race-free across processes, and one insert
+per hundred relations. Writes go through the write protocol (`writes.py`); a removal leaves a
+tombstone (`removed_at`, its watermark kept) until the sweep, so a command that wrote the
+relation before it was removed is still known to have landed. Reads skip tombstones.
 """
 
 from __future__ import annotations
@@ -16,51 +17,32 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from worker.domain.shared.ports import RelationFilter, WriteStatus
 from worker.domain.shared.relations import Relation, RelationWrite
-from worker.store.bulk import all_touched, bulk_write_chunked
 from worker.store.errors import duplicate_indexes, translated
-from worker.store.fence import FIELD as FENCE_FIELD
-from worker.store.fence import Fence, fence_stamp, fenced_filter, overtaken
-from worker.store.inbox import MongoInbox, WriteAhead
-from worker.store.markers import (
-    Stamp,
-    Target,
-    landing,
-    marker_keep_ms,
-    marker_of,
-    marker_time,
-    removed_from,
-    stamp_of,
-    unless_landed_before,
-)
-from worker.store.revisions import Revisions
-from worker.store.server import ServerTraits
+from worker.store.fence import Fence
+from worker.store.inbox import MongoInbox, Target
+from worker.store.writes import Insert, Planned, Stamp, Update, WriteProtocol, stamp_of
 
 RELATIONS: Final = "relations"
 CLAIMS = "relation_keys"
-REVISIONS = "relation_revisions"
-REMOVED = removed_from(RELATIONS)
 ID_BLOCKS = "relation_id_blocks"
 ID_BLOCK_SIZE = 100
+REMOVED_AT = "removed_at"
+"""A tombstone's field: when the relation was removed."""
 
 
 class RelationRepository:
     """Implements `worker.domain.shared.ports.RelationStore`."""
 
-    def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox, server: ServerTraits
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], inbox: MongoInbox) -> None:
         self._inbox = inbox
-        self._server = server
         self._relations = db[RELATIONS]
         self._claims = db[CLAIMS]
-        self._revisions = Revisions(db[REVISIONS], inbox.lease_seconds)
-        self._removed = db[REMOVED]
         self._blocks = db[ID_BLOCKS]
         self._free_ids: list[int] = []
         self._allocating = asyncio.Lock()
@@ -77,29 +59,32 @@ class RelationRepository:
         async with translated():
             await self._relations.create_index([("rel_id", 1), ("profile_id_a", 1)])
             await self._relations.create_index([("profile_id_b", 1)])
-            await self._revisions.ensure_indexes()
-            await self._removed.create_index([("at", 1)])
 
     async def relations_by_keys(
         self, keys: Sequence[str]
     ) -> tuple[dict[str, Relation], dict[str, int]]:
         """The relations with these natural keys, and the id each claimed key points at (a
-        claim without its relation is a creation cut short, to be finished under that id)."""
+        claim without its relation is a creation cut short, to be finished under that id; a
+        claim of a removed relation is free)."""
         if not keys:
             return {}, {}
         async with translated():
             claims = await self._claims.find({"_id": {"$in": list(keys)}}).to_list()
-        claimed = {doc["_id"]: int(doc["relation_id"]) for doc in claims}
-        relations = await self.relations_by_ids(sorted(set(claimed.values())))
+            claimed = {doc["_id"]: int(doc["relation_id"]) for doc in claims}
+            ids = sorted(set(claimed.values()))
+            docs = await self._relations.find({"_id": {"$in": ids}}).to_list()
+        removed = {doc["_id"] for doc in docs if REMOVED_AT in doc}
+        relations = {doc["_id"]: _relation(doc) for doc in docs if REMOVED_AT not in doc}
         found = {key: relations[rid] for key, rid in claimed.items() if rid in relations}
-        return {key: relation for key, relation in found.items() if relation.key == key}, claimed
+        live = {key: rid for key, rid in claimed.items() if rid not in removed}
+        return {key: relation for key, relation in found.items() if relation.key == key}, live
 
     async def relations_by_ids(self, relation_ids: Sequence[int]) -> dict[int, Relation]:
         if not relation_ids:
             return {}
         async with translated():
             docs = await self._relations.find({"_id": {"$in": list(relation_ids)}}).to_list()
-        return {doc["_id"]: _relation(doc) for doc in docs}
+        return {doc["_id"]: _relation(doc) for doc in docs if REMOVED_AT not in doc}
 
     async def new_relation_ids(self, count: int) -> list[int]:
         """`count` fresh relation ids, from blocks this process reserved. The list of free ids
@@ -125,72 +110,20 @@ class RelationRepository:
                     continue
 
     async def write(self, writes: Sequence[RelationWrite]) -> list[WriteStatus]:
-        return await unless_landed_before(writes, self._write_fresh, self._fence)
+        protocol = WriteProtocol(self._relations, self._inbox, self._fence, self)
+        return await protocol.write(writes)
 
-    async def _write_fresh(self, writes: list[RelationWrite]) -> list[WriteStatus]:
-        """Answers ahead, claims for creations, revisions for the rest, then the writes.
+    def planned(self, write: RelationWrite) -> Planned:
+        read = None if write.kind == "create" else stamp_of(write.before)
+        target = Target(RELATIONS, write.relation.relation_id)
+        return Planned(write.command_id, target, write.result, write.events, read)
 
-        A deletion keeps the relation's markers (see `removed_from`) and releases its claim
-        before removing the document, so a creation racing with it can never adopt the id
-        being removed.
-        """
-        markers = [marker_of(write.command_id) for write in writes]
-        async with translated():
-            now = datetime.now(UTC)
-            await self._inbox.write_ahead(
-                [
-                    WriteAhead(w.command_id, w.result, w.events, _target(w))
-                    for w in writes
-                    if w.command_id is not None
-                ]
-            )
-            eligible = await self._claim(writes)
-            changes = [i for i, w in enumerate(writes) if eligible[i] and w.kind != "create"]
-            reserved = await self._revisions.reserve(
-                [
-                    (writes[i].relation.relation_id, stamp_of(writes[i].before).version)
-                    for i in changes
-                ],
-                now,
-            )
-            for index, ok in zip(changes, reserved, strict=True):
-                eligible[index] = ok
-            deletes = [
-                w for w, ok in zip(writes, eligible, strict=True) if ok and w.kind == "delete"
-            ]
-            await self._keep_markers(deletes, now)
-            await self._release(deletes)
-            fence = self._fence if self._server.fences_in_filters else None
-            keep_ms = marker_keep_ms(self._inbox.lease_seconds)
-            operations = [
-                _operation(w, marker, now, keep_ms, self._fence, fence)
-                for w, marker, ok in zip(writes, markers, eligible, strict=True)
-                if ok
-            ]
-            all_applied = await all_touched(
-                self._relations, operations, self._server.bulk_chunk
-            ) and all(eligible)
-            if all_applied:
-                return ["applied"] * len(writes)
-            statuses = await self._landed(writes, markers, eligible)
-            await self._restore_claims(
-                [
-                    w
-                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
-                    if status == "fenced" and ok and w.kind == "delete"
-                ]
-            )
-            await self._revisions.release(
-                [
-                    (w.relation.relation_id, stamp_of(w.before).version)
-                    for w, status, ok in zip(writes, statuses, eligible, strict=True)
-                    if status == "fenced" and ok and w.kind != "create"
-                ]
-            )
-            return statuses
+    def change(self, write: RelationWrite, now: datetime) -> Insert | Update:
+        return _change(write, now)
 
-    async def _claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
-        """Claim the key of every creation; False where the key names another relation."""
+    async def claim(self, writes: Sequence[RelationWrite]) -> list[bool]:
+        """Claim the key of every creation; False where the key names another live relation
+        (one a removal left claimed, the removal cut short, is taken over)."""
         ok = [True] * len(writes)
         creations = [i for i, write in enumerate(writes) if write.kind == "create"]
         if not creations:
@@ -203,83 +136,41 @@ class RelationRepository:
             await self._claims.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             contested = [creations[position] for position in sorted(duplicate_indexes(exc))]
-            _, owners = await self.relations_by_keys([writes[i].relation.key for i in contested])
+            keys = [writes[i].relation.key for i in contested]
+            _, owners = await self.relations_by_keys(keys)
             for index in contested:
-                relation = writes[index].relation
-                ok[index] = owners.get(relation.key) == relation.relation_id
+                ok[index] = await self._take_key(writes[index].relation, owners)
         return ok
 
-    async def _keep_markers(self, deletes: Sequence[RelationWrite], now: datetime) -> None:
-        """The markers of each relation about to be removed, with the removal's own."""
-        if deletes:
-            await bulk_write_chunked(
-                self._removed,
-                [
-                    ReplaceOne(
-                        {"_id": w.relation.relation_id},
-                        {
-                            "_applied": {
-                                **stamp_of(w.before).markers,
-                                marker_of(w.command_id): marker_time(now),
-                            },
-                            "at": now,
-                        },
-                        upsert=True,
-                    )
-                    for w in deletes
-                ],
-                self._server.bulk_chunk,
-            )
+    async def _take_key(self, relation: Relation, owners: dict[str, int]) -> bool:
+        """Whether a contested key is this relation's: claimed for it already, or freed by a
+        removal and now taken over (a conditional update: of two takers one matches)."""
+        owner = owners.get(relation.key)
+        if owner is not None:
+            return owner == relation.relation_id
+        claim = await self._claims.find_one({"_id": relation.key})
+        if claim is None:
+            return False  # released meanwhile: plan again
+        taken = await self._claims.update_one(
+            {"_id": relation.key, "relation_id": claim["relation_id"]},
+            {"$set": {"relation_id": relation.relation_id}},
+        )
+        return taken.matched_count == 1
 
-    async def _release(self, deletes: Sequence[RelationWrite]) -> None:
-        if deletes:
-            await bulk_write_chunked(
-                self._claims,
-                [
-                    DeleteOne({"_id": w.relation.key, "relation_id": w.relation.relation_id})
-                    for w in deletes
-                ],
-                self._server.bulk_chunk,
-            )
-
-    async def _restore_claims(self, deletes: Sequence[RelationWrite]) -> None:
-        """A fenced deletion released its relation's key before its delete was refused (a
-        writer stalled past its revision's lease): the relation is still there, so its key
-        is claimed for it again."""
-        if not deletes:
-            return
-        documents = [
-            {"_id": w.relation.key, "relation_id": w.relation.relation_id} for w in deletes
+    async def release(self, applied: Sequence[RelationWrite]) -> None:
+        """A removed relation's key is free again."""
+        releases = [
+            DeleteOne({"_id": w.relation.key, "relation_id": w.relation.relation_id})
+            for w in applied
+            if w.kind == "delete"
         ]
-        try:
-            await self._claims.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            duplicate_indexes(exc)  # still claimed: nothing to restore
+        if releases:
+            await self._claims.bulk_write(releases, ordered=False)
 
-    async def _landed(
-        self, writes: Sequence[RelationWrite], markers: list[str], attempted: list[bool]
-    ) -> list[WriteStatus]:
-        """Deletions landed if the relation is gone; the rest if it carries their marker."""
-        ids = [write.relation.relation_id for write in writes]
-        docs = await self._relations.find({"_id": {"$in": ids}}).to_list()
-        present = {doc["_id"]: doc for doc in docs}
-        statuses: list[WriteStatus] = []
-        for write, marker, sent in zip(writes, markers, attempted, strict=True):
-            doc = present.get(write.relation.relation_id)
-            later_owner = overtaken(self._fence, doc)
-            if write.kind == "delete":
-                statuses.append(landing(sent, doc is None, later_owner))
-            else:
-                marked = doc is not None and marker in (doc.get("_applied") or {})
-                statuses.append(landing(sent, marked, later_owner))
-        return statuses
-
-    async def forget_revisions_before(self, moment: datetime) -> None:
-        """Revisions and the markers of removed relations: both matter only until the commands
-        that left them are done."""
+    async def forget_removed_before(self, moment: datetime) -> None:
+        """Tombstones matter only until the commands that wrote their relations are done."""
         async with translated():
-            await self._revisions.forget_before(moment)
-            await self._removed.delete_many({"at": {"$lt": moment}})
+            await self._relations.delete_many({REMOVED_AT: {"$lt": moment}})
 
     async def count_relations(self, where: RelationFilter) -> int:
         async with translated():
@@ -310,8 +201,7 @@ class RelationRepository:
         return [_relation(doc) for doc in docs]
 
     async def property_sum(self, where: RelationFilter, name: str) -> int | float:
-        """The sum of a numeric property, by a `$group` with that one accumulator: FerretDB
-        1.24 computes only the first accumulator of a `$group` and answers 0 for the others."""
+        """The sum of a numeric property, by a `$group`."""
         pipeline: list[dict[str, Any]] = [
             {"$match": _query(where)},
             {"$group": {"_id": None, "sum": {"$sum": f"$props.{name}"}}},
@@ -334,7 +224,7 @@ class RelationRepository:
 
 
 def _query(where: RelationFilter) -> dict[str, Any]:
-    query: dict[str, Any] = {"account_id": where.account_id}
+    query: dict[str, Any] = {"account_id": where.account_id, REMOVED_AT: {"$exists": False}}
     if where.rel_id is not None:
         query["rel_id"] = where.rel_id
     if where.profile_id_a is not None:
@@ -363,26 +253,12 @@ def _relation(doc: dict[str, Any]) -> Relation:
     )
 
 
-def _target(write: RelationWrite) -> Target:
-    return Target(RELATIONS, write.relation.relation_id, removes=write.kind == "delete")
-
-
-def _operation(
-    write: RelationWrite,
-    marker: str,
-    now: datetime,
-    keep_ms: int,
-    fence: Fence | None,
-    filter_fence: Fence | None,
-) -> InsertOne[dict[str, Any]] | UpdateOne | DeleteOne:
-    """The MongoDB operation for one planned write. Property names were checked against the
-    relation type; the writer holds the relation's next version, so `_id` is filter enough,
-    with the writer's `filter_fence` (see `fence.py`; none on a server that would scan for
-    it). Every write leaves `fence`'s epoch."""
+def _change(write: RelationWrite, now: datetime) -> Insert | Update:
+    """What one planned write does to its relation. Property names were checked against the
+    relation type. A removal leaves a tombstone."""
     relation = write.relation
-    condition = fenced_filter({"_id": relation.relation_id}, filter_fence)
     if write.kind == "delete":
-        return DeleteOne(condition)
+        return Update({"$set": {REMOVED_AT: now}})
     values = {
         "props": relation.props,
         "relation_to_a": relation.relation_to_a,
@@ -390,29 +266,19 @@ def _operation(
         "priority": relation.priority,
         "updated_at": now,
     }
-    if write.kind == "create":
-        return InsertOne(
-            {
-                "_id": relation.relation_id,
-                "key": relation.key,
-                "rel_id": relation.rel_id,
-                "account_id": relation.account_id,
-                "db_a": relation.db_a,
-                "db_b": relation.db_b,
-                "profile_id_a": relation.profile_id_a,
-                "profile_id_b": relation.profile_id_b,
-                **values,
-                "_v": 1,
-                "_applied": {marker: marker_time(now)},
-                **({FENCE_FIELD: {fence.key: fence.epoch}} if fence else {}),
-                "created_at": now,
-            }
-        )
-    update: dict[str, Any] = {
-        "$set": {**values, f"_applied.{marker}": marker_time(now), **fence_stamp(fence)},
-        "$inc": {"_v": 1},
-    }
-    pruned = stamp_of(write.before).pruned(marker_time(now), keep_ms)
-    if pruned:
-        update["$unset"] = {f"_applied.{name}": "" for name in pruned}
-    return UpdateOne(condition, update)
+    if write.kind == "update":
+        return Update({"$set": values})
+    return Insert(
+        {
+            "_id": relation.relation_id,
+            "key": relation.key,
+            "rel_id": relation.rel_id,
+            "account_id": relation.account_id,
+            "db_a": relation.db_a,
+            "db_b": relation.db_b,
+            "profile_id_a": relation.profile_id_a,
+            "profile_id_b": relation.profile_id_b,
+            **values,
+            "created_at": now,
+        }
+    )

@@ -7,7 +7,7 @@ that email, each relation incarnation to the one `relation_id` its answers carry
 Order per key is also checked directly, whatever the model says: the commands of one order key
 (SPEC §9, as the worker derives it) that caused events must have been decided in the order
 they were first published, by the `occurred_at` of their events (the time of the round that
-decided them, kept by the ledger for events published again), however many processes shared
+decided them, kept by the inbox for events published again), however many processes shared
 the key's partition over time.
 """
 
@@ -59,7 +59,7 @@ class Findings:
     @property
     def double_applied(self) -> int:
         """Commands decided twice: two different successful answers, or one event published
-        with two different contents (a copy replayed from the ledger is identical)."""
+        with two different contents (a copy replayed from the inbox is identical)."""
         return len({_id_of(item) for item in [*self.divergent, *self.divergent_events]})
 
 

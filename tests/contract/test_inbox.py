@@ -34,18 +34,18 @@ UNSENT_REFUSAL = Recorded(REFUSAL.document(), unsent=True)
 
 
 async def test_a_command_never_decided_is_not_recalled(stores: Stores) -> None:
-    assert await stores.inbox.recall(["c1", "c2"]) == {}
-    assert await stores.inbox.recall([]) == {}
+    assert await stores.inbox.take_over(["c1", "c2"]) == {}
+    assert await stores.inbox.take_over([]) == {}
 
 
 async def test_a_remembered_refusal_is_unsent_until_finished(stores: Stores) -> None:
     inbox = stores.inbox
     await inbox.remember({"c1": REFUSAL})
 
-    assert await inbox.recall(["c1", "c2"]) == {"c1": UNSENT_REFUSAL}
+    assert await inbox.take_over(["c1", "c2"]) == {"c1": UNSENT_REFUSAL}
     await inbox.finish(["c1"])
     await inbox.finish(["c1"])  # a copy answered again finishes again: harmless
-    recalled = (await inbox.recall(["c1"]))["c1"]
+    recalled = (await inbox.take_over(["c1"]))["c1"]
     assert recalled == RECORDED_REFUSAL
     assert isinstance(recalled, Recorded)
     assert not recalled.events
@@ -56,7 +56,7 @@ async def test_a_written_answer_is_the_answer_once_finished(stores: Stores) -> N
     assert await stores.profiles.write([write]) == ["applied"]
     await stores.inbox.finish(["c1"])
 
-    assert await stores.inbox.recall(["c1"]) == {"c1": Recorded(write.result.document())}
+    assert await stores.inbox.take_over(["c1"]) == {"c1": Recorded(write.result.document())}
 
 
 async def test_an_earlier_owner_s_landed_write_is_answered_with_its_events(
@@ -66,7 +66,7 @@ async def test_an_earlier_owner_s_landed_write_is_answered_with_its_events(
     write = profile_write(new_profile_id(), command_id="c1", changes=FieldChanges(inc={"n": 1}))
     assert await earlier.profiles.write([write]) == ["applied"]  # then it is cut off, unanswered
 
-    recalled = (await owner.inbox.recall(["c1"]))["c1"]
+    recalled = (await owner.inbox.take_over(["c1"]))["c1"]
 
     assert isinstance(recalled, Recorded)
     assert recalled.unsent
@@ -88,14 +88,14 @@ async def test_an_earlier_owner_s_write_that_did_not_land_is_resumed_on_its_targ
     )
     assert await earlier.profiles.write([doomed]) == ["conflict"]  # written ahead only
 
-    assert await owner.inbox.recall(["c1"]) == {"c1": Resume(profile_id)}
+    assert await owner.inbox.take_over(["c1"]) == {"c1": Resume(profile_id)}
     replanned = replace(doomed, changes=FieldChanges(set={"age": 2}), claims={})
     replanned = replace(
         replanned, result=doomed.result.model_copy(update={"error_text": "replanned"})
     )
     assert await owner.profiles.write([replanned]) == ["applied"]
     await owner.inbox.finish(["c1"])
-    assert await backend.stores.inbox.recall(["c1"]) == {
+    assert await backend.stores.inbox.take_over(["c1"]) == {
         "c1": Recorded(replanned.result.document())
     }, "the latest owner's plan is the answer"
 
@@ -113,7 +113,7 @@ async def test_a_stale_owner_s_write_after_its_successor_looked_never_lands(
     assert await stale.profiles.write([outdated]) == ["conflict"]  # written ahead, not landed
     fresh = await read(backend.stores, profile.profile_id)
 
-    assert await owner.inbox.recall(["c1"]) == {"c1": Resume(profile.profile_id)}
+    assert await owner.inbox.take_over(["c1"]) == {"c1": Resume(profile.profile_id)}
     late = replace(outdated, before=fresh)  # the stale owner tries again, on a fresh read
     assert await stale.profiles.write([late]) == ["fenced"]
     assert (await read(backend.stores, profile.profile_id)).fields["n"] == 1
@@ -123,7 +123,7 @@ async def test_an_earlier_owner_s_refusal_is_answered_again(backend: Backend) ->
     earlier, owner = await backend.owner(PARTITION), await backend.owner(PARTITION)
     await earlier.inbox.remember({"c1": REFUSAL})
 
-    assert await owner.inbox.recall(["c1"]) == {"c1": UNSENT_REFUSAL}
+    assert await owner.inbox.take_over(["c1"]) == {"c1": UNSENT_REFUSAL}
 
 
 async def test_an_earlier_owner_s_relation_delete_landed_once_the_relation_is_gone(
@@ -134,7 +134,7 @@ async def test_an_earlier_owner_s_relation_delete_landed_once_the_relation_is_go
     write = relation_write("delete", current, current, "c1")
     assert await earlier.relations.write([write]) == ["applied"]
 
-    recalled = (await owner.inbox.recall(["c1"]))["c1"]
+    recalled = (await owner.inbox.take_over(["c1"]))["c1"]
 
     assert isinstance(recalled, Recorded)
     assert recalled.result == write.result.document()
@@ -151,7 +151,7 @@ async def test_an_earlier_owner_s_relation_change_that_did_not_land_is_resumed(
     stale = relation_write("update", replace(current, props={"weight": 2}), current, "c1")
     assert await earlier.relations.write([stale]) == ["conflict"]
 
-    assert await owner.inbox.recall(["c1"]) == {"c1": Resume(current.relation_id)}
+    assert await owner.inbox.take_over(["c1"]) == {"c1": Resume(current.relation_id)}
 
 
 async def test_an_earlier_owner_s_relation_change_that_landed_before_a_removal_is_answered(
@@ -166,7 +166,7 @@ async def test_an_earlier_owner_s_relation_change_that_landed_before_a_removal_i
     removal = relation_write("delete", after, after, "c2")
     assert await earlier.relations.write([removal]) == ["applied"]
 
-    recalled = await owner.inbox.recall(["c1", "c2"])
+    recalled = await owner.inbox.take_over(["c1", "c2"])
 
     assert recalled["c1"] == Recorded(
         change.result.document(), [event.document() for event in change.events], unsent=True
@@ -182,7 +182,7 @@ async def test_an_earlier_owner_s_relation_creation_that_landed_is_answered(
     creation = relation_write("create", relation(relation_id, A, B, weight=1), None, "c1")
     assert await earlier.relations.write([creation]) == ["applied"]
 
-    recalled = (await owner.inbox.recall(["c1"]))["c1"]
+    recalled = (await owner.inbox.take_over(["c1"]))["c1"]
 
     assert isinstance(recalled, Recorded)
     assert list(recalled.events) == [event.document() for event in creation.events]
@@ -196,10 +196,10 @@ async def test_an_owner_that_lost_its_partition_cannot_look_at_a_target(
     profile = await created(backend.stores, None, n=1)
     outdated = profile_write(profile.profile_id, command_id="c1", changes=FieldChanges())
     assert await stale.profiles.write([outdated]) == ["conflict"]  # a creation of an existing id
-    assert await owner.inbox.recall(["c1"]) == {"c1": Resume(profile.profile_id)}
+    assert await owner.inbox.take_over(["c1"]) == {"c1": Resume(profile.profile_id)}
 
     with pytest.raises(PartitionLost):
-        await stale.inbox.recall(["c1"])
+        await stale.inbox.take_over(["c1"])
 
 
 async def test_forgetting_drops_what_was_recorded_before_the_moment(stores: Stores) -> None:
@@ -208,7 +208,7 @@ async def test_forgetting_drops_what_was_recorded_before_the_moment(stores: Stor
     await inbox.finish(["c1"])
 
     assert await inbox.forget_before(datetime(2000, 1, 1, tzinfo=UTC)) == 0
-    assert await inbox.recall(["c1"]) == {"c1": RECORDED_REFUSAL}
+    assert await inbox.take_over(["c1"]) == {"c1": RECORDED_REFUSAL}
     assert await inbox.forget_before(datetime(2100, 1, 1, tzinfo=UTC)) == 2
 
-    assert await inbox.recall(["c1", "c2"]) == {}
+    assert await inbox.take_over(["c1", "c2"]) == {}

@@ -113,7 +113,7 @@ async def test_jsonl_is_applied_once_however_often_it_runs(
 
     again = await backfill(env, str(file), *IMPORT_OPTIONS, "--wait-results")
     assert (again.code, again.stderr) == (0, "")
-    assert done in again.stdout, "every line answered again, from the ledger"
+    assert done in again.stdout, "every line answered again, from the inbox"
     assert await scores(mongo) == expected, "and nothing applied twice"
 
 

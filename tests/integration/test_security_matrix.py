@@ -46,7 +46,7 @@ from tests.integration.conftest import (
 from tests.integration.services import ServiceUrls
 from worker.cli.failures import ExitCode
 from worker.domain.shared.catalog import CatalogFile
-from worker.domain.shared.ports import Inbox, ProfileStore, Recall, Stores, WriteStatus
+from worker.domain.shared.ports import Inbox, ProfileStore, Prior, Stores, WriteStatus
 from worker.domain.shared.profiles import ProfileWrite
 from worker.errors import BrokerUnavailable
 from worker.observability import JsonFormatter
@@ -525,12 +525,12 @@ class _TroubledInbox:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def recall(self, command_ids: Sequence[str]) -> dict[str, Recall]:
+    async def take_over(self, command_ids: Sequence[str]) -> dict[str, Prior]:
         planted = self._store.claim_fails_once_for
         if planted and not self._store.claim_failed and _names(command_ids, planted):
             self._store.claim_failed = True
             raise RuntimeError("inbox hiccup")
-        return await self._inner.recall(command_ids)
+        return await self._inner.take_over(command_ids)
 
 
 class _TroubledProfiles:

@@ -25,7 +25,7 @@ class SentModel(BaseModel):
     """A message the worker sends (a result or an event), a model until it is sent.
 
     `encode` gives its body on the wire and `document` the same JSON as a dict, for the
-    ledger: one serialization for both, so a recorded answer is the one that was sent.
+    inbox: one serialization for both, so a recorded answer is the one that was sent.
     """
 
     model_config = ConfigDict(frozen=True)

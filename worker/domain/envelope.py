@@ -35,7 +35,7 @@ class Answered:
     """Decided now, its effect (if any) in the store: answer `result`, publish `events`.
 
     Also a command whose previous owner died after its write landed: its recorded answer and
-    events. `command_id` is the ledger entry to mark done once they are published.
+    events. `command_id` is the inbox record to mark done once they are published.
     """
 
     result: ResultModel
@@ -59,7 +59,7 @@ class Refused:
 
 @dataclass(frozen=True)
 class Replayed:
-    """A copy of a command answered before (recorded in the ledger, or its first copy in this
+    """A copy of a command answered before (recorded in the inbox, or its first copy in this
     batch): the same `result` again, with no events and nothing to record."""
 
     result: ResultModel

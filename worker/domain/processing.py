@@ -1,19 +1,24 @@
 """The life of a batch of commands that change data (imports, relation commands).
 
 A batch comes from one partition, and one process consumes a partition at a time, so this
-process is the only live one deciding its commands. Each command with a message id is first
-recalled from the inbox (`worker.store.inbox`): a command decided before gets the recorded
-answer, one whose earlier owner's write did not land is decided again on its target, and
-copies inside one batch follow their first. The rest run in rounds: each round, a command
-whose profile or relation an earlier command of the batch still has in hand waits, so later
-commands on one target see the effect of earlier ones whichever key addresses them. A
-processor drives its batch through these steps in its own `process`; `Batch` keeps each
-command's outcome as it is decided.
+process is the only live one deciding its commands. A processor reads top to bottom:
+
+1. `take_over`: what earlier owners decided of the batch's commands (`worker.store.inbox`):
+   a command decided before gets the recorded answer, one whose earlier owner's write did not
+   land is decided again on its target, and copies inside one batch follow their first;
+2. decode each command admitted (a command that does not validate is refused);
+3. check each once (catalog, authorization, fields: what needs no stored state);
+4. `rounds`: look up, plan, and `write` through the store; a command whose profile or
+   relation an earlier command of the batch still has in hand waits for the next round, so
+   later commands on one target see the effect of earlier ones whichever key addresses them;
+5. `settled`: every command's outcome.
+
+`Batch` holds the outcomes between the stages; it never calls into a processor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -82,7 +87,13 @@ class Answering(Protocol):
 
 J = TypeVar("J", bound=Job)
 W = TypeVar("W", bound=Answering)
-C = TypeVar("C")
+W_contra = TypeVar("W_contra", contravariant=True)
+
+
+class Writer(Protocol[W_contra]):
+    """A store port that lands planned writes (`ProfileStore`, `RelationStore`)."""
+
+    async def write(self, writes: Sequence[W_contra]) -> list[WriteStatus]: ...
 
 
 class Batch:
@@ -104,56 +115,40 @@ class Batch:
         self._first = first_copies(self._ids)
         self._outcomes: list[Outcome | None] = [None] * len(envelopes)
         self._written = 0
-        self._checked: dict[int, Any] = {}
         self._remembered: set[str] = set()
-
-    async def decided(
-        self, decode: Callable[[Admitted], J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
-    ) -> list[Outcome]:
-        """Every command's outcome: recalled, decoded by `decode`, then decided in rounds by
-        `run` (see `_in_rounds`)."""
-        jobs = self._decode(await self._admit(), decode)
-        await self._in_rounds(jobs, run)
-        return await self._settled()
-
-    async def check(
-        self,
-        jobs: Sequence[J],
-        check: Callable[[J], Awaitable[C]],
-        refresh: Callable[[C], C] | None = None,
-    ) -> list[C]:
-        """What `check` makes of each job; a job it refuses is answered and dropped.
-
-        Each job is checked once per batch, however many rounds it waits: the catalog facts a
-        check reads do not change between rounds. `refresh` brings up to date, each round,
-        what a check holds of stored state (and may refuse)."""
-        checked = []
-        for job in jobs:
-            try:
-                if job.index not in self._checked:
-                    self._checked[job.index] = await check(job)
-                item: C = self._checked[job.index]
-                checked.append(refresh(item) if refresh else item)
-            except Refusal as error:
-                self.refuse(job, error)
-        return checked
 
     def refuse(self, job: Job, error: Refusal) -> None:
         """Answer a decoded command with `error`'s 4xx, echoing its `feedback_id`."""
         outcome = self._refused(job.envelope, job.command_id, error, job.command.feedback_id)
         self._outcomes[job.index] = outcome
 
-    async def land(
-        self,
-        planned: Sequence[tuple[J, W]],
-        write: Callable[[list[W]], Awaitable[list[WriteStatus]]],
-    ) -> list[J]:
-        """Hand the planned writes to the store and answer those that landed; the jobs whose
-        write met a concurrent change, to plan again next round."""
+    def refuse_undecoded(self, admitted: Admitted, error: InvalidCommand) -> None:
+        """Answer a command that does not validate, echoing its `feedback_id` if it has one."""
+        feedback_id = feedback_id_of(admitted.raw)
+        outcome = self._refused(admitted.envelope, admitted.command_id, error, feedback_id)
+        self._outcomes[admitted.index] = outcome
+
+    def rounds(self) -> Iterator[int]:
+        """Round numbers while rounds make progress, at most MAX_ROUNDS: the caller runs a
+        round between two of them. A round that decided nothing and wrote nothing ends them.
+
+        The bound keeps one batch from spinning on a target that other processes keep
+        changing; the commands still waiting come back in the consumer's next batch, ahead
+        of what arrived since (`settled`), so they keep their place in queue order."""
+        for number in range(MAX_ROUNDS):
+            before = (self._decided_count(), self._written)
+            yield number
+            if (self._decided_count(), self._written) == before:
+                return
+
+    async def write(self, planned: Sequence[tuple[J, W]], store: Writer[W]) -> list[J]:
+        """Hand the planned writes to the store and answer those that applied; the jobs whose
+        write met a concurrent change, to plan again next round. Refusals decided so far are
+        recorded first (see `_remember_refusals`)."""
         if not planned:
             return []
         await self._remember_refusals()
-        statuses = await write([w for _, w in planned])
+        statuses = await store.write([write for _, write in planned])
         self._written += len(planned)
         conflicts, landed_before = [], []
         for (job, planned_write), status in zip(planned, statuses, strict=True):
@@ -169,21 +164,23 @@ class Batch:
         await self._answer_as_recorded(landed_before)
         return conflicts
 
-    async def _admit(self) -> list[Admitted]:
-        """Recall the commands from the inbox; those this process decides now, parsed.
+    async def take_over(self) -> list[Admitted]:
+        """What earlier owners decided of these commands (the inbox seals the targets of those
+        not done, so a stale owner's write can no longer land); the commands this process
+        decides now, parsed.
 
         The others have their outcome already: one decided before, and a body that is not a
         JSON object (refused and dead-lettered). Copies wait for their first.
         """
-        recalled = await self._inbox.recall(list(self._first))
+        prior = await self._inbox.take_over(list(self._first))
         admitted = []
         for index, envelope in enumerate(self._envelopes):
             command_id = self._ids[index]
             if command_id is not None and self._first[command_id] != index:
                 continue
-            recall = recalled.get(command_id) if command_id else None
-            if isinstance(recall, Recorded):
-                self._outcomes[index] = self._recorded(envelope, command_id, recall)
+            decided = prior.get(command_id) if command_id else None
+            if isinstance(decided, Recorded):
+                self._outcomes[index] = self._recorded(envelope, command_id, decided)
                 continue
             try:
                 raw = parse_json_object(envelope.body, self._max_message_bytes)
@@ -191,48 +188,19 @@ class Batch:
                 refused = self._refused(envelope, command_id, error, None, dead_letter=True)
                 self._outcomes[index] = refused
                 continue
-            target = recall.target if isinstance(recall, Resume) else None
+            target = decided.target if isinstance(decided, Resume) else None
             admitted.append(Admitted(index, envelope, raw, command_id, target))
         return admitted
-
-    def _decode(self, admitted: Sequence[Admitted], decode: Callable[[Admitted], J]) -> list[J]:
-        """Each command's job; one that does not validate is refused, echoing its
-        `feedback_id`."""
-        jobs = []
-        for each in admitted:
-            try:
-                jobs.append(decode(each))
-            except InvalidCommand as error:
-                feedback_id = feedback_id_of(each.raw)
-                outcome = self._refused(each.envelope, each.command_id, error, feedback_id)
-                self._outcomes[each.index] = outcome
-        return jobs
-
-    async def _in_rounds(
-        self, jobs: list[J], run: Callable[[list[J], Batch], Awaitable[list[J]]]
-    ) -> None:
-        """Run rounds over the jobs not decided yet, in queue order; a job a round hands back
-        (it waits for an earlier one on its target, or its write met a concurrent change)
-        goes again, until a round makes no progress.
-
-        At most MAX_ROUNDS rounds: the store remembers a bounded number of applied commands
-        per profile and relation, so one batch must not write more on one key. The jobs left
-        come back in the consumer's next batch, ahead of what arrived since (Deferred, no
-        retry budget spent), so they keep their place in queue order."""
-        for _ in range(MAX_ROUNDS):
-            decided, written = self._decided_count(), self._written
-            jobs = sorted(await run(jobs, self), key=lambda job: job.index)
-            if not jobs or (self._decided_count() == decided and self._written == written):
-                break
-        for job in jobs:
-            self._outcomes[job.index] = Deferred("an earlier command on its target comes first")
 
     def _decided_count(self) -> int:
         return sum(outcome is not None for outcome in self._outcomes)
 
-    async def _settled(self) -> list[Outcome]:
-        """Every command's outcome, once the batch is decided: refusals are recorded in the
+    async def settled(self, waiting: Sequence[Job]) -> list[Outcome]:
+        """Every command's outcome, once the rounds are over: the jobs still `waiting` go
+        back to the consumer (Deferred, no retry budget spent), refusals are recorded in the
         inbox, and copies follow their first."""
+        for job in waiting:
+            self._outcomes[job.index] = Deferred("an earlier command on its target comes first")
         await self._remember_refusals()
         for index, command_id in enumerate(self._ids):
             if command_id is not None and self._first[command_id] != index:
@@ -269,11 +237,11 @@ class Batch:
     async def _answer_as_recorded(self, jobs: list[J]) -> None:
         """Commands an earlier owner had applied: the inbox holds what they answer."""
         ids = [job.command_id for job in jobs if job.command_id is not None]
-        recalled = await self._inbox.recall(ids) if ids else {}
+        prior = await self._inbox.take_over(ids) if ids else {}
         for job in jobs:
-            recall = recalled.get(job.command_id) if job.command_id else None
-            if isinstance(recall, Recorded):
-                outcome = recorded_outcome(recall, job.command_id, self._result_model)
+            decided = prior.get(job.command_id) if job.command_id else None
+            if isinstance(decided, Recorded):
+                outcome = recorded_outcome(decided, job.command_id, self._result_model)
             else:  # the record is not there yet: come back for it
                 outcome = Deferred("an earlier owner's answer")
             self._outcomes[job.index] = outcome

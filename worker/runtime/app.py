@@ -59,7 +59,6 @@ class Worker:
         self._acked_before_shutdown = 0
         self._acked_in_ended_sessions = 0
         """Acked by the consumers of broker sessions that ended (each session has its own)."""
-        """This process in the command ledger, the same in every broker session."""
 
     def in_flight(self) -> dict[str, int]:
         """Messages delivered and not yet acked, by command (or query) queue."""
@@ -87,7 +86,7 @@ class Worker:
             await self._store_ready(stopping)
             background += [
                 asyncio.create_task(self._watch_store(ending)),
-                asyncio.create_task(self._sweep_ledger(ending)),
+                asyncio.create_task(self._sweep_inbox(ending)),
             ]
             await self._consume(stopping)
         finally:
@@ -294,14 +293,16 @@ class Worker:
             except StoreUnavailable:
                 self.health.store(False)
 
-    async def _sweep_ledger(self, ending: asyncio.Event) -> None:
-        """Forget ledger entries older than the dedup window (FerretDB has no TTL indexes)."""
+    async def _sweep_inbox(self, ending: asyncio.Event) -> None:
+        """Forget inbox records and tombstones older than the dedup window. A sweep rather
+        than TTL indexes: the window is a setting that changes without rebuilding an index,
+        and what each sweep removed is logged."""
         window = timedelta(seconds=self._settings.dedup_window_seconds)
         while not ending.is_set():
             try:
                 removed = await self._store.forget_before(datetime.now(UTC) - window)
                 if removed:
-                    log.info("command ledger swept", extra={"removed": removed})
+                    log.info("inbox swept", extra={"removed": removed})
             except StoreUnavailable:
                 pass
             await sleep_unless(ending, self._settings.dedup_cleanup_interval_seconds)

@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError
 
 from worker.contract.common import ResultModel
 from worker.contract.events import Event
-from worker.domain.shared.ports import Recall, Recorded, Resume
+from worker.domain.shared.ports import Prior, Recorded, Resume
 from worker.errors import PartitionLost
 from worker.store.errors import duplicate_indexes, translated
 from worker.store.fence import Fence, Mark, Watermark
@@ -142,12 +142,12 @@ class MongoInbox:
         async with translated():
             await self._records.create_index([("at", 1)])
 
-    async def recall(self, command_ids: Sequence[str]) -> dict[str, Recall]:
+    async def take_over(self, command_ids: Sequence[str]) -> dict[str, Prior]:
         if not command_ids:
             return {}
         async with translated():
             found = await self._records.find({"_id": {"$in": list(command_ids)}}).to_list()
-            answers: dict[str, Recall] = {}
+            answers: dict[str, Prior] = {}
             for record in found:
                 if record.get("done"):
                     answers[record["_id"]] = Recorded(answer_of(record)["result"])
@@ -155,7 +155,7 @@ class MongoInbox:
                     answers[record["_id"]] = await self._resolved(record)
         return answers
 
-    async def _resolved(self, record: Record) -> Recall:
+    async def _resolved(self, record: Record) -> Prior:
         """A command decided but not done: a refusal is answered again; a write, if it landed
         (its target sealed first), with the plan that landed, else decided again."""
         _, latest = newest(record)

@@ -1,4 +1,4 @@
-"""The import path for a batch: claim, decode, then rounds of check, look up, plan, write.
+"""The import path for a batch: take over, decode, check, then rounds of look up, plan, write.
 
 A round writes at most one command per profile: a command waits while an earlier one of the
 batch still has its profile (or a unique value it sets or may give up, or the profile holding
@@ -25,7 +25,7 @@ from worker.domain.shared.matching import candidates, match_spec, order_key
 from worker.domain.shared.ports import ProfileStore
 from worker.domain.shared.profile_lookup import Lookup, LookupRequest, look_up
 from worker.domain.shared.profiles import Profile, ProfileWrite, unique_key
-from worker.errors import LimitReached, NotFound, Refusal, WriteConflict
+from worker.errors import InvalidCommand, LimitReached, NotFound, Refusal, WriteConflict
 
 
 class ImportProcessor(CommandProcessor):
@@ -35,15 +35,27 @@ class ImportProcessor(CommandProcessor):
     result_model = ImportResult
 
     async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        return await self._batch(envelopes).decided(_decoded, self._round)
+        batch = self._batch(envelopes)
+        admitted = await batch.take_over()
+        jobs = [job for each in admitted if (job := _decoded(each, batch)) is not None]
+        checked = [item for job in jobs if (item := await self._checked(job, batch)) is not None]
+        for _ in batch.rounds():
+            lookup = await self._lookup(checked)
+            planned, waiting = await self._plan(checked, lookup, batch)
+            again = {job.index for job in await batch.write(planned, self._stores.profiles)}
+            again |= {job.index for job in waiting}
+            checked = [item for item in checked if item.job.index in again]
+            if not checked:
+                break
+        return await batch.settled([item.job for item in checked])
 
-    async def _round(self, jobs: list[ImportJob], batch: Batch) -> list[ImportJob]:
-        """One round (check, look up, plan, write); the jobs to try again in the next."""
-        checked = await batch.check(jobs, self._check)
-        lookup = await self._lookup(checked)
-        planned, waiting = await self._plan(checked, lookup, batch)
-        conflicts = await batch.land(planned, self._stores.profiles.write)
-        return [*conflicts, *waiting]
+    async def _checked(self, job: ImportJob, batch: Batch) -> CheckedImport | None:
+        """The job past its checks, once per batch (None: refused)."""
+        try:
+            return await self._check(job)
+        except Refusal as error:
+            batch.refuse(job, error)
+            return None
 
     async def _check(self, job: ImportJob) -> CheckedImport:
         """Catalog checks and field validation: everything that needs no profile."""
@@ -129,12 +141,16 @@ class ImportProcessor(CommandProcessor):
         return planned, waiting
 
 
-def _decoded(admitted: Admitted) -> ImportJob:
-    command = decode_import(admitted.raw)
+def _decoded(admitted: Admitted, batch: Batch) -> ImportJob | None:
+    """The admitted command as a job (None: it does not validate, and is refused)."""
     target = str(admitted.target) if admitted.target is not None else None
-    return ImportJob(
-        admitted.index, admitted.envelope, command, admitted.command_id, order_key(command), target
-    )
+    try:
+        command = decode_import(admitted.raw)
+        key = order_key(command)
+    except InvalidCommand as error:
+        batch.refuse_undecoded(admitted, error)
+        return None
+    return ImportJob(admitted.index, admitted.envelope, command, admitted.command_id, key, target)
 
 
 def _resolve(

@@ -1,4 +1,5 @@
-"""The relation path for a batch: claim, decode, then rounds of check, resolve, plan, write.
+"""The relation path for a batch: take over, decode, check, then rounds of resolve, plan,
+write.
 
 Like imports, commands run in rounds, and a command whose relation an earlier command of the
 batch still has in hand waits for the next round, so commands on one relation apply in queue
@@ -25,7 +26,7 @@ from worker.domain.relations.rules import checked_weights, refuse_if_inapplicabl
 from worker.domain.shared.auth import Access, authorize
 from worker.domain.shared.profile_lookup import existing_profile, look_up, request_for
 from worker.domain.shared.relations import ProfileKeys, Relation, RelationWrite, relation_key
-from worker.errors import NotFound, Refusal
+from worker.errors import InvalidCommand, NotFound, Refusal
 
 
 class RelationProcessor(CommandProcessor):
@@ -35,19 +36,38 @@ class RelationProcessor(CommandProcessor):
     result_model = RelationResult
 
     async def process(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        return await self._batch(envelopes).decided(_decoded, self._round)
+        batch = self._batch(envelopes)
+        admitted = await batch.take_over()
+        jobs = [job for each in admitted if (job := _decoded(each, batch)) is not None]
+        known = await self._addressed(jobs)
+        checked = [c for job in jobs if (c := await self._checked(job, known, batch)) is not None]
+        for number in batch.rounds():
+            if number > 0:  # an earlier round may have changed or removed an addressed relation
+                known = await self._addressed([item.job for item in checked])
+                checked = [c for item in checked if (c := _readdressed(item, known, batch))]
+            resolved = await self._resolve(checked, batch)
+            planned, waiting = await self._plan(resolved, batch)
+            again = {job.index for job in await batch.write(planned, self._stores.relations)}
+            again |= {job.index for job in waiting}
+            checked = [item for item in checked if item.job.index in again]
+            if not checked:
+                break
+        return await batch.settled([item.job for item in checked])
 
-    async def _round(self, jobs: list[RelationJob], batch: Batch) -> list[RelationJob]:
-        """One round (check, resolve, plan, write); the jobs to try again in the next."""
-        addressed = [job.command.relation_id for job in jobs if job.command.relation_id]
-        known = await self._stores.relations.relations_by_ids(sorted(set(addressed)))
-        checked = await batch.check(
-            jobs, lambda job: self._check(job, known), lambda item: _readdressed(item, known)
-        )
-        resolved = await self._resolve(checked, batch)
-        planned, waiting = await self._plan(resolved, batch)
-        conflicts = await batch.land(planned, self._stores.relations.write)
-        return [*conflicts, *waiting]
+    async def _addressed(self, jobs: Sequence[RelationJob]) -> dict[int, Relation]:
+        """The relations the jobs address by id, as stored now."""
+        ids = {job.command.relation_id for job in jobs if job.command.relation_id is not None}
+        return await self._stores.relations.relations_by_ids(sorted(ids))
+
+    async def _checked(
+        self, job: RelationJob, known: dict[int, Relation], batch: Batch
+    ) -> CheckedRelation | None:
+        """The job past its checks, once per batch (None: refused)."""
+        try:
+            return await self._check(job, known)
+        except Refusal as error:
+            batch.refuse(job, error)
+            return None
 
     async def _check(self, job: RelationJob, known: dict[int, Relation]) -> CheckedRelation:
         """Catalog checks, the relation addressed by id (among `known`), authorization, the
@@ -164,22 +184,29 @@ class RelationProcessor(CommandProcessor):
         return planned, waiting
 
 
-def _readdressed(checked: CheckedRelation, known: dict[int, Relation]) -> CheckedRelation:
+def _readdressed(
+    checked: CheckedRelation, known: dict[int, Relation], batch: Batch
+) -> CheckedRelation | None:
     """A job checked in an earlier round, with the relation it addresses by id as stored now
-    (an earlier command of the batch may have changed or removed it)."""
+    (None: removed since, and the job refused with 404)."""
     if checked.addressed is None:
         return checked
     relation_id = checked.addressed.relation_id
     if relation_id not in known:
-        raise NotFound(f"relation {relation_id} not found")
+        batch.refuse(checked.job, NotFound(f"relation {relation_id} not found"))
+        return None
     return replace(checked, addressed=known[relation_id])
 
 
-def _decoded(admitted: Admitted) -> RelationJob:
-    command = decode_relation(admitted.raw)
-    key = relation_order_key(command)
+def _decoded(admitted: Admitted, batch: Batch) -> RelationJob | None:
+    """The admitted command as a job (None: it does not validate, and is refused)."""
+    try:
+        command = decode_relation(admitted.raw)
+        key = relation_order_key(command)
+    except InvalidCommand as error:
+        batch.refuse_undecoded(admitted, error)
+        return None
     if command.action == "detach" and admitted.target is not None:
-        # An earlier owner chose this relation and may have released its key already:
-        # the detach is finished on it.
+        # An earlier owner chose this relation: the detach is finished on it.
         command = command.model_copy(update={"relation_id": int(admitted.target)})
     return RelationJob(admitted.index, admitted.envelope, command, admitted.command_id, key)

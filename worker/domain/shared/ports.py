@@ -152,13 +152,13 @@ class Resume:
     target: str | int
 
 
-Recall = Recorded | Resume
+Prior = Recorded | Resume
 
 
 class Inbox(Protocol):
     """What was decided of each command: the dedup inbox of SPEC §9 (`worker.store.inbox`)."""
 
-    async def recall(self, command_ids: Sequence[str]) -> dict[str, Recall]:
+    async def take_over(self, command_ids: Sequence[str]) -> dict[str, Prior]:
         """What is recorded of each command; one that is not in the answer was never decided."""
         ...
 

@@ -43,9 +43,11 @@ test:
 	env $(SERVICES_ENV) CLUSTER_AMQP_URL=$$(scripts/rabbitmq-cluster.sh addresses) \
 		$(VENV)/pytest --cov --cov-report=term:skip-covered --durations=15
 
-## pure logic, and the processors and store contract on the in-memory store: no services needed
-unit: bootstrap
-	$(VENV)/pytest tests/unit tests/contract -m "not integration"
+## pure logic, and the processors, the chaos findings and the store contract on the real store
+## (MongoStore on the services' MongoDB-wire server, a fresh database per test): no worker, no
+## broker traffic; `-m "not services"` of these alone needs no services
+unit: bootstrap services
+	env $(SERVICES_ENV) $(VENV)/pytest tests/unit tests/contract tests/chaos/test_findings.py -m "not integration"
 
 integration: bootstrap services
 	env $(SERVICES_ENV) $(VENV)/pytest tests/integration

@@ -1,5 +1,5 @@
-"""What the store contract tests and the processor unit tests share: a small catalog and a clock
-that moves only when told to."""
+"""What the store contract tests and the processor unit tests share: a small catalog, a clock
+that moves only when told to, and a catalog reader for the pure tests of authorization."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.domain.shared.catalog import CatalogFile
+from worker.domain.shared.catalog import BrokerUser, CatalogFile, Token
 
 LIVE = {"removed_at": {"$exists": False}}
 """The relations not removed: a removal leaves a tombstone until the sweep."""
@@ -82,8 +82,23 @@ CATALOG = CatalogFile.model_validate(
 )
 
 
+class Credentials:
+    """The `CredentialReader` port over a catalog file, for tests of authorization alone (the
+    store's own catalog, `worker.store.catalog`, is tested with the store)."""
+
+    def __init__(self, catalog: CatalogFile) -> None:
+        self._tokens = {t.token_sha256: t for t in (entry.stored() for entry in catalog.tokens)}
+        self._users = {entry.user: entry for entry in catalog.broker_users}
+
+    async def token(self, token_sha256: str) -> Token | None:
+        return self._tokens.get(token_sha256)
+
+    async def broker_user(self, user: str) -> BrokerUser | None:
+        return self._users.get(user)
+
+
 class ManualClock:
-    """A clock for processors and the in-memory store: it moves only by `advance`."""
+    """The domain's clock in the processor tests: it moves only by `advance`."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """What a chaos run left behind, held against the reference model: pure, so the same check
-serves the integration test, the by-hand driver and a run on the in-memory store.
+serves the integration test, the by-hand driver and the processors' run in `test_model.py`.
 
 The worker's ids are mapped through what it stored: each profile key to the stored profile of
 that email, each relation incarnation to the one `relation_id` its answers carry.

@@ -30,7 +30,7 @@ import pytest
 from tests.chaos.faults import BrokerFault
 from tests.chaos.generator import Mix
 from tests.chaos.run import ChaosConfig, Report, run_chaos
-from tests.integration.conftest import services, settings, store  # noqa: F401 (fixtures)
+from tests.integration.conftest import settings, store  # noqa: F401 (fixtures)
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
 

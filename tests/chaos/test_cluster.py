@@ -28,7 +28,7 @@ import pytest
 from tests.chaos.generator import Mix
 from tests.chaos.run import ChaosConfig, run_chaos
 from tests.chaos.test_chaos import SEED, clean
-from tests.integration.conftest import CATALOG, isolated_settings, removed, services  # noqa: F401
+from tests.integration.conftest import CATALOG, isolated_settings, removed
 from tests.integration.services import ServiceUrls
 from worker.settings import Settings
 from worker.store.mongo import MongoStore
@@ -43,7 +43,7 @@ HOW_TO_START = (
 
 
 @pytest.fixture
-async def cluster_settings(services: ServiceUrls) -> AsyncIterator[Settings]:  # noqa: F811
+async def cluster_settings(services: ServiceUrls) -> AsyncIterator[Settings]:
     """The test's own names on the cluster, quorum queues; its queues and database removed
     after it."""
     addresses = os.environ.get("CLUSTER_AMQP_URL")

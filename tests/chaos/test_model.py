@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -13,11 +14,11 @@ from tests.chaos.check import Findings, check
 from tests.chaos.generator import Message, Mix, setup, stream
 from tests.chaos.model import Answer, Expected, Model, RelationState
 from tests.integration.conftest import CATALOG
-from tests.support import CATALOG as UNIT_CATALOG
-from tests.support import ManualClock
+from tests.integration.services import ServiceUrls
+from tests.support import strings_under
 from tests.unit.harness import (
-    LEASE_SECONDS,
-    World,
+    a_world,
+    all_relations,
     envelope,
     events_of,
     result_of,
@@ -27,8 +28,7 @@ from worker.domain.envelope import Deferred
 from worker.domain.imports.processor import ImportProcessor
 from worker.domain.order import order_key_of
 from worker.domain.relations.processor import RelationProcessor
-from worker.domain.shared.catalog import CatalogFile
-from worker.store.memory import MemoryStore
+from worker.domain.shared.ports import Stores
 
 ADA = (10, "ada@example.com")
 BOB = (10, "bob@example.com")
@@ -230,76 +230,99 @@ def test_the_check_sees_loss_double_application_and_divergence() -> None:
     ]
 
 
-async def in_memory(
-    seed: int, commands: int, batch: int, mix: Mix | None = None
+async def through_the_processors(
+    mongodb_url: str, seed: int, commands: int, batch: int, mix: Mix | None = None
 ) -> tuple[Model, Findings]:
-    """The generated stream through the worker's own processors on the in-memory store, `batch`
+    """The generated stream through the worker's own processors on the real store, `batch`
     messages at a time per queue, checked against the model: the model and the domain agree,
     apart from anything found."""
-    world = await a_world(CATALOG)
-    store = world.store
-    processors: dict[str, ImportProcessor | RelationProcessor] = {
-        "imports": world.imports(),
-        "relations": world.relations(),
-    }
-    answers: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    events: list[dict[str, Any]] = []
+    async with a_world(mongodb_url, CATALOG) as world:
+        processors: dict[str, ImportProcessor | RelationProcessor] = {
+            "imports": world.imports(),
+            "relations": world.relations(),
+        }
+        answers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        events: list[dict[str, Any]] = []
 
-    async def drain(messages: list[Message]) -> None:
-        """As the consumer does: deferred commands first in the next batch, failed ones back
-        at the tail (the retry queues)."""
-        for queue, processor in processors.items():
-            mine = [m for m in messages if m.queue == queue]
-            carried: list[Message] = []
-            while mine or carried:
-                room = max(1, batch - len(carried))
-                taken, mine = [*carried, *mine[:room]], mine[room:]
-                envelopes = [envelope(m.body, message_id=m.message_id) for m in taken]
-                outcomes = await run(processor, envelopes)
-                carried = []
-                for message, outcome in zip(taken, outcomes, strict=True):
-                    if isinstance(outcome, Deferred):
-                        carried.append(message)
-                        continue
-                    if not result_of(outcome):
-                        mine.append(message)
-                        continue
-                    answers[message.message_id].append(result_of(outcome))
-                    events.extend(events_of(outcome))
+        async def drain(messages: list[Message]) -> None:
+            """As the consumer does: deferred commands first in the next batch, failed ones
+            back at the tail (the retry queues)."""
+            for queue, processor in processors.items():
+                mine = [m for m in messages if m.queue == queue]
+                carried: list[Message] = []
+                while mine or carried:
+                    room = max(1, batch - len(carried))
+                    taken, mine = [*carried, *mine[:room]], mine[room:]
+                    envelopes = [envelope(m.body, message_id=m.message_id) for m in taken]
+                    outcomes = await run(processor, envelopes)
+                    carried = []
+                    for message, outcome in zip(taken, outcomes, strict=True):
+                        if isinstance(outcome, Deferred):
+                            carried.append(message)
+                            continue
+                        if not result_of(outcome):
+                            mine.append(message)
+                            continue
+                        answers[message.message_id].append(result_of(outcome))
+                        events.extend(events_of(outcome))
 
-    seeds = setup(seed)
-    await drain(seeds)
-    directory = {answers[m.message_id][0]["profile_id"]: _key(m) for m in seeds}
-    chaos = stream(seed, commands, {email: pid for pid, (_, email) in directory.items()}, mix)
-    await drain(chaos.messages)
-    model = Model(directory=directory).fold([*seeds, *chaos.messages])
-    profiles = [
-        {"_id": pid, "db_id": doc.state.db_id, "fields": doc.state.fields}
-        for pid, doc in store.profiles.documents.items()
-    ]
-    relations = [
-        {**vars(doc.state), "_id": relation_id}
-        for relation_id, doc in store.relations.documents.items()
-    ]
+        seeds = setup(seed)
+        await drain(seeds)
+        directory = {answers[m.message_id][0]["profile_id"]: _key(m) for m in seeds}
+        chaos = stream(seed, commands, {email: pid for pid, (_, email) in directory.items()}, mix)
+        await drain(chaos.messages)
+        model = Model(directory=directory).fold([*seeds, *chaos.messages])
+        profiles, unnamed = await stored_profiles(world.ports(), answers)
+        relations = [
+            {**vars(relation), "_id": relation.relation_id}
+            for account in ACCOUNTS
+            for relation in await all_relations(world.ports(), account)
+        ]
     found = check(model, chaos.copies, answers, events, profiles, relations)
+    if unnamed:
+        found.profiles.append(f"{unnamed} stored profiles that no answer named")
     return model, found
+
+
+ACCOUNTS = tuple(account.account_id for account in CATALOG.accounts)
+
+
+async def stored_profiles(
+    ports: Stores, answers: Mapping[str, list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Every stored profile an answer named, read through the store's ports as the check
+    takes them; and how many more profiles the accounts count (none, when all is well)."""
+    named = sorted(set(strings_under(dict(answers), frozenset({"profile_id"}))))
+    profiles = [
+        {"_id": profile.profile_id, "db_id": profile.db_id, "fields": profile.fields}
+        for database in CATALOG.databases
+        for profile in (await ports.profiles.profiles(database.db_id, named)).values()
+    ]
+    counted = sum([await ports.profiles.count(account) for account in ACCOUNTS])
+    return profiles, counted - len(profiles)
 
 
 def _key(message: Message) -> tuple[int, str]:
     return int(message.body["db_id"]), str(message.body["email"])
 
 
-async def test_the_model_agrees_with_the_domain_one_command_at_a_time() -> None:
-    _, found = await in_memory(seed=5, commands=2_000, batch=1)
+async def test_the_model_agrees_with_the_domain_one_command_at_a_time(
+    services: ServiceUrls,
+) -> None:
+    _, found = await through_the_processors(services.mongodb_url, seed=5, commands=2_000, batch=1)
     assert found.problems() == {}
 
 
 @pytest.mark.parametrize("batch", [32, 256])
 @pytest.mark.parametrize("seed", [5, 2026])
-async def test_the_model_agrees_with_the_domain_in_batches(seed: int, batch: int) -> None:
+async def test_the_model_agrees_with_the_domain_in_batches(
+    services: ServiceUrls, seed: int, batch: int
+) -> None:
     """Queue order inside and across batches: bursts on one profile, keys that address one
     profile or relation differently, unique values moving between profiles."""
-    _, found = await in_memory(seed=seed, commands=2_000, batch=batch)
+    _, found = await through_the_processors(
+        services.mongodb_url, seed=seed, commands=2_000, batch=batch
+    )
     assert found.problems() == {}
 
 
@@ -357,8 +380,10 @@ def test_the_default_stream_depends_on_the_order_across_keys() -> None:
     assert reordered.relations != expected.relations
 
 
-async def test_the_model_agrees_with_the_domain_on_the_keyed_stream() -> None:
-    _, found = await in_memory(seed=2026, commands=2_000, batch=32, mix=Mix(keyed=True))
+async def test_the_model_agrees_with_the_domain_on_the_keyed_stream(services: ServiceUrls) -> None:
+    _, found = await through_the_processors(
+        services.mongodb_url, seed=2026, commands=2_000, batch=32, mix=Mix(keyed=True)
+    )
     assert found.problems() == {}
 
 
@@ -378,12 +403,3 @@ def test_the_check_sees_a_key_decided_out_of_order() -> None:
     found = check(model, {}, {}, events, [], [], [first, second, other, first])
     assert [f.split(":")[0] for f in found.out_of_order] == ["2"]
     assert check(model, {}, {}, events, [], []).out_of_order == [], "no order given: unchecked"
-
-
-async def a_world(catalog: CatalogFile = UNIT_CATALOG) -> World:
-    """An in-memory store with `catalog` (the unit tests' by default, whose token the unit
-    harness's commands carry)."""
-    clock = ManualClock()
-    store = MemoryStore(clock=clock, command_lease_seconds=LEASE_SECONDS)
-    await store.catalog.apply(catalog)
-    return World(store, clock)

@@ -1,4 +1,5 @@
-"""One store contract suite, run against the in-memory store and a real MongoDB-wire server.
+"""One store contract suite, run against the real store (`MongoStore`) on the MongoDB-wire
+test server (MONGODB_URL), one fresh database per test.
 
 Each test gets a `Backend`: the ports of a fresh store with the test catalog applied, those of
 a second process on the same data, and the ports of each next owner of a partition (their
@@ -7,29 +8,18 @@ writes carry its next epoch).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.contract.backends import Backend, memory_backend, mongo_backend
-from tests.integration.services import ServiceUrls, service_urls
+from tests.contract.backends import Backend, mongo_backend
+from tests.integration.services import ServiceUrls
 from worker.domain.shared.ports import Stores
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[ServiceUrls]:
-    """The real services, found as the integration tests find them."""
-    with service_urls() as urls:
-        yield urls
-
-
-@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "memory":
-        backends = memory_backend()
-    else:
-        backends = mongo_backend(request.getfixturevalue("services"))
-    async for backend in backends:
+@pytest.fixture
+async def backend(services: ServiceUrls) -> AsyncIterator[Backend]:
+    async for backend in mongo_backend(services.mongodb_url):
         yield backend
 
 

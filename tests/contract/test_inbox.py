@@ -157,7 +157,7 @@ async def test_an_earlier_owner_s_relation_change_that_did_not_land_is_resumed(
 async def test_an_earlier_owner_s_relation_change_that_landed_before_a_removal_is_answered(
     backend: Backend,
 ) -> None:
-    """The change's marker went with the relation a later command removed; it still landed."""
+    """The change landed on the relation a later command removed: the tombstone keeps its mark."""
     earlier, owner = await backend.owner(PARTITION), await backend.owner(PARTITION)
     current = await attached(backend.stores, A, B, weight=1)
     change = relation_write("update", replace(current, props={"weight": 3}), current, "c1")

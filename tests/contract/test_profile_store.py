@@ -242,7 +242,7 @@ async def test_the_same_command_never_applies_twice(stores: Stores) -> None:
     )
 
     assert await stores.profiles.write([write]) == ["applied"]
-    assert await stores.profiles.write([write]) in LANDED, "its marker is on the profile"
+    assert await stores.profiles.write([write]) in LANDED, "its mark is on the profile"
 
     assert (await read(stores, profile.profile_id)).fields["age"] == 6
 
@@ -299,8 +299,8 @@ async def test_writes_without_a_command_id_always_apply(stores: Stores) -> None:
 
 
 async def test_many_commands_on_one_profile_each_apply_once(stores: Stores) -> None:
-    """More commands than the markers a profile keeps: each still applies once, and the
-    latest is still recognized."""
+    """Many commands in a row on one profile: each applies once, and the latest is still
+    recognized when written again."""
     profile = await created(stores, age=0)
     write = None
     for number in range(20):

@@ -3,7 +3,9 @@ the reads queries are built from."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
@@ -11,7 +13,9 @@ from tests.contract.backends import Backend
 from tests.contract.writes import LANDED, attached, relation, relation_write
 from worker.domain.shared.identity import new_profile_id
 from worker.domain.shared.ports import RelationFilter, Stores
-from worker.domain.shared.relations import relation_key
+from worker.domain.shared.relations import RelationWrite, relation_key
+from worker.store.relations import RelationRepository
+from worker.store.writes import Insert, Update
 
 A, B, C = "a" * 24, "b" * 24, "c" * 24
 
@@ -49,34 +53,42 @@ async def test_a_creation_written_again_is_applied_once(stores: Stores) -> None:
     write = relation_write("create", relation(relation_id, A, B, weight=1), None, "c-attach")
 
     assert await stores.relations.write([write]) == ["applied"]
-    assert await stores.relations.write([write]) in LANDED, "its marker is on the relation"
+    assert await stores.relations.write([write]) in LANDED, "its mark is on the relation"
     assert await stores.relations.count_relations(RelationFilter(1)) == 1
+
+
+class CrashedAfterClaims(Exception):
+    pass
+
+
+class CrashesAfterClaims(RelationRepository):
+    """A repository whose process dies once its creation's key is claimed, before the insert."""
+
+    def change(self, write: RelationWrite, now: datetime) -> Insert | Update:
+        raise CrashedAfterClaims
 
 
 async def test_a_creation_cut_short_is_finished_under_its_claimed_id(stores: Stores) -> None:
     """A key claimed for an id whose relation is missing (its creation was cut short) names
     that id: a creation under it succeeds, one under another id conflicts."""
     relations = stores.relations
-    existing = await attached(stores, A, C)
-    # A creation of (A, B) under an id already in use claims its key, then fails to insert;
-    # once that id's relation is deleted, the claim names an id without a relation.
-    blocked = relation(existing.relation_id, A, B)
-    assert await relations.write([relation_write("create", blocked)]) == ["conflict"]
-    assert await relations.write([relation_write("delete", existing, existing)]) == ["applied"]
-    assert await relations.relations_by_keys([blocked.key]) == (
-        {},
-        {blocked.key: blocked.relation_id},
-    )
+    [cut_id] = await relations.new_relation_ids(1)
+    cut = relation(cut_id, A, B)
+    crashing = copy.copy(relations)
+    crashing.__class__ = CrashesAfterClaims
+    with pytest.raises(CrashedAfterClaims):
+        await crashing.write([relation_write("create", cut)])
+    assert await relations.relations_by_keys([cut.key]) == ({}, {cut.key: cut_id})
 
     [other_id] = await relations.new_relation_ids(1)
     other = relation(other_id, A, B, weight=2)
     assert await relations.write([relation_write("create", other)]) == ["conflict"]
-    finished = relation(existing.relation_id, A, B, weight=1)
+    finished = relation(cut_id, A, B, weight=1)
     assert await relations.write([relation_write("create", finished)]) == ["applied"]
 
-    found, claimed = await relations.relations_by_keys([blocked.key])
-    assert found == {blocked.key: finished}
-    assert claimed == {blocked.key: existing.relation_id}
+    found, claimed = await relations.relations_by_keys([cut.key])
+    assert found == {cut.key: finished}
+    assert claimed == {cut.key: cut_id}
 
 
 async def test_an_update_changes_values_labels_and_priority(stores: Stores) -> None:
@@ -107,7 +119,7 @@ async def test_an_update_planned_on_a_stale_read_conflicts(stores: Stores) -> No
 async def test_the_same_command_planned_on_a_fresh_read_is_not_applied_again(
     backend: Backend, request: pytest.FixtureRequest
 ) -> None:
-    """As for profiles: a `strengthen` planned again on a read that already carries its marker
+    """As for profiles: a `strengthen` planned again on a read that already carries its mark
     must not add a second time."""
     relations = backend.stores.relations
     current = await attached(backend.stores, A, B, weight=1)

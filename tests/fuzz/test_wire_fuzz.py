@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 
 # The integration fixtures, for tests outside tests/integration (a real broker and database,
 # names unique per test, a worker running in this process).
-services = integration.services
 settings = integration.settings
 store = integration.store
 mongo = integration.mongo

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from tests.integration.services import ServiceUrls, service_urls
+from tests.integration.services import ServiceUrls
 from worker.domain.shared.catalog import CatalogFile
 from worker.errors import BrokerUnavailable, ConfigurationError
 from worker.runtime.app import Worker
@@ -101,12 +101,6 @@ CATALOG = CatalogFile.model_validate(
         "broker_users": [{"user": "guest", "account_id": 1}],
     }
 )
-
-
-@pytest.fixture(scope="session")
-def services() -> Iterator[ServiceUrls]:
-    with service_urls() as urls:
-        yield urls
 
 
 @pytest.fixture

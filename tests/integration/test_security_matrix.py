@@ -46,7 +46,7 @@ from tests.integration.conftest import (
 from tests.integration.services import ServiceUrls
 from worker.cli.failures import ExitCode
 from worker.domain.shared.catalog import CatalogFile
-from worker.domain.shared.ports import Inbox, ProfileStore, Prior, Stores, WriteStatus
+from worker.domain.shared.ports import Inbox, Prior, ProfileStore, Stores, WriteStatus
 from worker.domain.shared.profiles import ProfileWrite
 from worker.errors import BrokerUnavailable
 from worker.observability import JsonFormatter

@@ -1,24 +1,33 @@
-"""Processors on the in-memory store, driven as the consumer drives them: a batch of envelopes
-in, one outcome each out, then `complete` once the answers count as published."""
+"""Processors on the real store (`tests/realstore.py`), driven as the consumer drives them: a
+batch of envelopes in, one outcome each out, then `complete` once the answers count as
+published."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, Literal, cast
 
 import orjson
 
-from tests.support import TOKEN, ManualClock
+from tests.realstore import fresh_store
+from tests.support import CATALOG, TOKEN, ManualClock
 from worker.domain.envelope import Answered, Deferred, Envelope, Outcome, Refused, Replayed
 from worker.domain.imports.processor import ImportProcessor
 from worker.domain.queries.processor import QueryProcessor
 from worker.domain.relations.processor import RelationProcessor
+from worker.domain.shared.catalog import CatalogFile
+from worker.domain.shared.ports import RelationFilter, Stores
 from worker.domain.shared.relations import Relation
-from worker.store.memory import MemoryStore
+from worker.store.fence import Fence
+from worker.store.mongo import MongoStore
 
 MAX_MESSAGE_BYTES = 65_536
-LEASE_SECONDS = 60.0
+CATALOG_CACHE = 60.0
+"""The catalog is applied before any processor runs and never changes after: read once."""
+PARTITION = "unit.partition.0"
+ACCOUNTS = tuple(account.account_id for account in CATALOG.accounts)
 
 
 def envelope(body: dict[str, Any] | bytes, message_id: str | None = None, **extra: Any) -> Envelope:
@@ -71,25 +80,33 @@ def relation_command(action: str, a: str, b: str, **overrides: Any) -> dict[str,
 
 
 class World:
-    """One in-memory store and its clock; processors made on it are separate owners, as
-    worker processes would be."""
+    """One store on a fresh database, and the domain's clock; each processor made on it is
+    the next owner of one partition, as worker processes taking it in turn would be (its
+    writes fence those of the processors made before it). What a test checks of the stored
+    state it reads through the store's ports, as the domain does."""
 
-    def __init__(self, store: MemoryStore, clock: ManualClock) -> None:
+    def __init__(self, store: MongoStore, clock: ManualClock) -> None:
         self.store = store
         self.clock = clock
+        self._epochs: dict[str, int] = {}
 
-    def imports(self, store: Any = None) -> ImportProcessor:
-        return ImportProcessor(self._ports(store), self.clock, MAX_MESSAGE_BYTES)
+    def ports(self, partition: str = PARTITION) -> Stores:
+        """The ports of the next owner of `partition`."""
+        self._epochs[partition] = self._epochs.get(partition, 0) + 1
+        return self.store.ports(Fence(partition, self._epochs[partition]))
 
-    def relations(self, store: Any = None) -> RelationProcessor:
-        return RelationProcessor(self._ports(store), self.clock, MAX_MESSAGE_BYTES)
+    def imports(self, store: Any = None, partition: str = PARTITION) -> ImportProcessor:
+        return ImportProcessor(self._ports(store, partition), self.clock, MAX_MESSAGE_BYTES)
+
+    def relations(self, store: Any = None, partition: str = PARTITION) -> RelationProcessor:
+        return RelationProcessor(self._ports(store, partition), self.clock, MAX_MESSAGE_BYTES)
 
     def queries(self) -> QueryProcessor:
-        return QueryProcessor(self.store.ports(), MAX_MESSAGE_BYTES)
+        return QueryProcessor(self.ports(), MAX_MESSAGE_BYTES)
 
-    def _ports(self, port: Any) -> Any:
+    def _ports(self, port: Any, partition: str) -> Any:
         """The store's ports, with one replaced (e.g. profile writes that crash)."""
-        ports = self.store.ports()
+        ports = self.ports(partition)
         if port is None:
             return ports
         name = cast(Literal["profiles", "relations"], port.port_name)
@@ -104,12 +121,39 @@ class World:
         assert code_of(outcome) == 0, outcome
         return str(result_of(outcome)["profile_id"])
 
-    def fields(self, profile_id: str) -> dict[str, Any]:
-        fields: dict[str, Any] = self.store.profiles.documents[profile_id].state.fields
-        return fields
+    async def fields(self, profile_id: str, db_id: int = 10) -> dict[str, Any]:
+        """The stored fields of a profile of `db_id` (KeyError: there is none)."""
+        found = await self.ports().profiles.profiles(db_id, [profile_id])
+        return found[profile_id].fields
 
-    def relations_stored(self) -> list[Relation]:
-        return [document.state for document in self.store.relations.documents.values()]
+    async def profile_count(self) -> int:
+        """How many profiles are stored, over every account of the catalog."""
+        return sum([await self.ports().profiles.count(account) for account in ACCOUNTS])
+
+    async def relations_stored(self) -> list[Relation]:
+        """Every stored relation of the catalog's accounts, by account, then relation id."""
+        return [r for account in ACCOUNTS for r in await all_relations(self.ports(), account)]
+
+
+@asynccontextmanager
+async def a_world(mongodb_url: str, catalog: CatalogFile = CATALOG) -> AsyncIterator[World]:
+    """A world on a fresh database with `catalog` (the unit tests' by default, whose token
+    `import_command` and `relation_command` carry)."""
+    async with fresh_store(mongodb_url, catalog, catalog_cache_seconds=CATALOG_CACHE) as store:
+        yield World(store, ManualClock())
+
+
+async def all_relations(ports: Stores, account_id: int, page: int = 500) -> list[Relation]:
+    """Every relation of an account, by relation id, read page after page."""
+    where, found = RelationFilter(account_id), list[Relation]()
+    while True:
+        after = (0, found[-1].relation_id) if found else None
+        batch = await ports.relations.relation_page(
+            where, by_priority=False, after=after, limit=page
+        )
+        found.extend(batch)
+        if len(batch) < page:
+            return found
 
 
 async def run(

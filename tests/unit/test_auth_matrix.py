@@ -1,4 +1,4 @@
-"""The decision table of SPEC §8 on the in-memory catalog, one row per case.
+"""The decision table of SPEC §8 on the test catalog's credentials, one row per case.
 
 1. tokens x (account, databases) x read/write → allowed (0), 401 or 403;
 2. broker users bound in the catalog, with and without tokens;
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import Credentials
 from worker.contract.imports import ImportResult
 from worker.domain.envelope import Envelope, Failed, Outcome
 from worker.domain.shared.auth import Access, authorize
@@ -24,7 +25,6 @@ from worker.runtime.delivery import Delivery
 from worker.runtime.replies import ORIGINAL_USER_HEADER, Replies
 from worker.runtime.topology import Route
 from worker.settings import Settings
-from worker.store.memory import MemoryCatalog
 
 WRITE_ALL = "matrix-write-all-0123456789"
 READ_ONLY = "matrix-read-only-0123456789"
@@ -107,10 +107,8 @@ TOKEN_ROWS = [
 
 async def decision(access: Access) -> int:
     """What `authorize` decides, as the result code it leads to."""
-    catalog = MemoryCatalog()
-    await catalog.apply(CATALOG)
     try:
-        await authorize(access, catalog)
+        await authorize(access, Credentials(CATALOG))
     except TokenRequired:
         return 401
     except Forbidden:

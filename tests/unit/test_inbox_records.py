@@ -21,42 +21,58 @@ def _record(*marks: Mark, refused_at: int | None = None) -> Record:
     return {"_id": "import:m1", "plans": plans}
 
 
+def _name(mark: Mark) -> str:
+    return f"{Fence(PARTITION, mark.epoch).key}-{mark.epoch}-{mark.number}"
+
+
 def _text(plan: dict[str, object]) -> object:
     result = plan["result"]
     assert isinstance(result, dict)
     return result["error_text"]
 
 
-def test_a_plan_landed_once_the_target_s_watermark_passed_its_mark() -> None:
+def test_a_plan_landed_once_its_owner_s_later_mark_is_on_the_target() -> None:
     record = _record(Mark(4, 7))
-    key = Fence(PARTITION, 4).key
 
-    assert landed_plan(record, Watermark(4, Mark(4, 6))) is None
-    assert landed_plan(record, Watermark(4, Mark(4, 7))) == f"{key}-4"
-    assert landed_plan(record, Watermark(5, Mark(5, 1))) == f"{key}-4"
+    assert landed_plan(record, TARGET, Watermark(4, Mark(4, 6))) is None
+    assert landed_plan(record, TARGET, Watermark(4, Mark(4, 7))) == _name(Mark(4, 7))
+    assert landed_plan(record, TARGET, Watermark(4, Mark(4, 9))) == _name(Mark(4, 7))
+
+
+def test_a_later_owner_s_mark_says_nothing_of_an_earlier_owner_s_plan() -> None:
+    """The earlier owner's write may have been refused after the later owner wrote."""
+    record = _record(Mark(4, 7))
+
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) is None
+
+
+def test_a_plan_landed_only_on_its_own_target() -> None:
+    record = _record(Mark(4, 7))
+    other = Target("profiles", "b" * 24)
+
+    assert landed_plan(record, other, Watermark(4, Mark(4, 7))) is None
 
 
 def test_a_seal_alone_is_no_landing() -> None:
     """A later owner's seal raises the fence, not the last applied mark."""
     record = _record(Mark(4, 7))
 
-    assert landed_plan(record, Watermark(9, Mark(3, 50))) is None
+    assert landed_plan(record, TARGET, Watermark(9, Mark(3, 50))) is None
 
 
-def test_of_several_owners_plans_the_latest_the_watermark_passed_landed() -> None:
+def test_of_several_owners_plans_the_one_whose_epoch_the_target_carries_landed() -> None:
     record = _record(Mark(4, 7), Mark(5, 2))
-    key = Fence(PARTITION, 4).key
 
-    assert landed_plan(record, Watermark(5, Mark(4, 7))) == f"{key}-4"
-    assert landed_plan(record, Watermark(5, Mark(5, 2))) == f"{key}-5"
+    assert landed_plan(record, TARGET, Watermark(5, Mark(4, 7))) == _name(Mark(4, 7))
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 2))) == _name(Mark(5, 2))
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) is None
 
 
 def test_a_named_answer_wins() -> None:
     record = _record(Mark(4, 7), Mark(5, 2))
-    key = Fence(PARTITION, 4).key
-    record["answer"] = f"{key}-4"
+    record["answer"] = _name(Mark(4, 7))
 
-    assert landed_plan(record, Watermark(5, Mark(5, 9))) == f"{key}-4"
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 9))) == _name(Mark(4, 7))
     assert _text(answer_of(record)) == "planned by 4"
 
 
@@ -70,4 +86,4 @@ def test_the_newest_plan_is_the_latest_owner_s() -> None:
 def test_a_refusal_never_landed() -> None:
     record = _record(Mark(4, 0), refused_at=4)
 
-    assert landed_plan(record, Watermark(4, Mark(4, 99))) is None
+    assert landed_plan(record, TARGET, Watermark(4, Mark(4, 99))) is None

@@ -1,4 +1,4 @@
-"""`QueryProcessor` on the in-memory store: get, get_counter, list and single, paging, and
+"""`QueryProcessor` on the real store: get, get_counter, list and single, paging, and
 refusals (SPEC §6)."""
 
 from __future__ import annotations

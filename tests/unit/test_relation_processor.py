@@ -1,4 +1,4 @@
-"""`RelationProcessor` on the in-memory store: every action with its effect, result and event,
+"""`RelationProcessor` on the real store: every action with its effect, result and event,
 refusals, queue order, and exactly-once effects for copies of a command (SPEC §5, §9)."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ async def pair(world: World) -> Pair:
     )
 
 
-def only(world: World) -> Relation:
-    [relation] = world.relations_stored()
+async def only(world: World) -> Relation:
+    [relation] = await world.relations_stored()
     return relation
 
 
@@ -66,7 +66,7 @@ async def test_attach_creates_the_relation(world: World, pair: Pair) -> None:
 
     [outcome] = await run(world.relations(), [envelope(body, "m1", correlation_id="corr")])
 
-    relation = only(world)
+    relation = await only(world)
     assert result_of(outcome) == {
         "error": 0,
         "error_text": "",
@@ -100,7 +100,7 @@ async def test_attach_of_an_existing_relation_is_refused_with_409(world: World, 
     )
 
     assert code_of(outcome) == 409
-    assert only(world).props == {"weight": 1}
+    assert (await only(world)).props == {"weight": 1}
 
 
 async def test_strengthen_adds_numbers_sets_bools_and_counts_missing_as_zero(
@@ -116,7 +116,7 @@ async def test_strengthen_adds_numbers_sets_bools_and_counts_missing_as_zero(
     assert result_of(outcome)["props"] == {"weight": 3.5, "visits": 3, "active": True}
     assert result_of(outcome)["created"] is False
     assert [e["event"] for e in events_of(outcome)] == ["relation.changed"]
-    assert only(world).props == {"weight": 3.5, "visits": 3, "active": True}
+    assert (await only(world)).props == {"weight": 3.5, "visits": 3, "active": True}
 
 
 async def test_strengthen_and_edit_create_a_missing_relation(world: World, pair: Pair) -> None:
@@ -128,7 +128,7 @@ async def test_strengthen_and_edit_create_a_missing_relation(world: World, pair:
 
     assert [(code_of(o), result_of(o)["created"]) for o in outcomes] == [(0, True), (0, True)]
     assert [events_of(o)[0]["event"] for o in outcomes] == ["relation.attached"] * 2
-    by_a = {r.profile_id_a: r for r in world.relations_stored()}
+    by_a = {r.profile_id_a: r for r in await world.relations_stored()}
     assert (by_a[pair.a].props, by_a[pair.a].priority) == ({"weight": -2}, 50)
     assert (by_a[other].props, by_a[other].relation_to_b) == ({"visits": 4}, "Shop")
 
@@ -140,7 +140,10 @@ async def test_edit_replaces_given_values_labels_and_priority(world: World, pair
     [outcome] = await run(world.relations(), [envelope(body)])
 
     assert result_of(outcome)["props"] == {"weight": 1, "visits": 1}
-    assert (only(world).props, only(world).priority) == ({"weight": 1, "visits": 1}, 10)
+    assert ((await only(world)).props, (await only(world)).priority) == (
+        {"weight": 1, "visits": 1},
+        10,
+    )
 
 
 async def test_a_change_that_changes_nothing_emits_no_event(world: World, pair: Pair) -> None:
@@ -165,7 +168,7 @@ async def test_detach_removes_the_relation_and_answers_its_values(world: World, 
     assert result_of(outcome)["props"] == {"weight": 5}
     assert result_of(outcome)["relation_id"] == attached["relation_id"]
     assert [e["event"] for e in events_of(outcome)] == ["relation.detached"]
-    assert world.relations_stored() == []
+    assert await world.relations_stored() == []
     assert code_of(missing) == 404
     again = await attach(world, pair, weight=1)
     assert again["relation_id"] != attached["relation_id"], "relation ids are never reused"
@@ -187,7 +190,7 @@ async def test_a_relation_is_addressed_by_its_id(world: World, pair: Pair) -> No
     assert [code_of(o) for o in outcomes] == [0, 0, 404, 0, 404]
     assert result_of(outcomes[1])["props"] == {"weight": 2, "visits": 2}
     assert result_of(outcomes[3])["props"] == {"weight": 2, "visits": 2}
-    assert world.relations_stored() == []
+    assert await world.relations_stored() == []
 
 
 async def test_sides_are_found_by_the_import_path_s_matching(world: World, pair: Pair) -> None:
@@ -212,7 +215,7 @@ async def test_a_side_refused_leaves_the_next_command_s_sides_as_they_are(
     outcomes = await run(world.relations(), [envelope(nowhere), envelope(oslo)])
 
     assert [code_of(o) for o in outcomes] == [404, 0]
-    assert (only(world).profile_id_a, only(world).profile_id_b) == (pair.a, pair.b)
+    assert ((await only(world)).profile_id_a, (await only(world)).profile_id_b) == (pair.a, pair.b)
 
 
 @pytest.mark.parametrize(
@@ -254,7 +257,7 @@ async def test_refusals_write_nothing(
     assert code_of(outcome) == code, result_of(outcome)
     assert mentions in result_of(outcome)["error_text"]
     assert events_of(outcome) == []
-    assert world.relations_stored() == []
+    assert await world.relations_stored() == []
 
 
 async def test_commands_on_one_relation_apply_in_queue_order_within_a_batch(
@@ -292,7 +295,7 @@ async def test_commands_on_one_relation_apply_in_queue_order_within_a_batch(
         "relation.detached",
         "relation.attached",
     ]
-    by_a = {r.profile_id_a: r.props for r in world.relations_stored()}
+    by_a = {r.profile_id_a: r.props for r in await world.relations_stored()}
     assert by_a == {pair.a: {"weight": 9}, other: {"weight": 7}}
 
 
@@ -319,9 +322,12 @@ def _expected_props(action: str) -> dict[str, Any] | None:
     }[action]
 
 
-def _stored_props(world: World) -> dict[str, Any] | None:
-    relations = world.relations_stored()
-    return None if not relations else dict(only(world).props)
+async def _stored_props(world: World) -> dict[str, Any] | None:
+    relations = await world.relations_stored()
+    if not relations:
+        return None
+    [relation] = relations
+    return dict(relation.props)
 
 
 @pytest.mark.parametrize("copies", [2, 3, 5])
@@ -340,7 +346,7 @@ async def test_copies_in_one_batch_have_one_effect_and_one_set_of_events(
     assert len(events_of(first)) == 1
     assert all(result_of(o) == result_of(first) for o in rest), "a copy gets the original answer"
     assert all(isinstance(o, Replayed) and events_of(o) == [] for o in rest)
-    assert _stored_props(world) == _expected_props(action)
+    assert await _stored_props(world) == _expected_props(action)
 
 
 @pytest.mark.parametrize(("action", "extra"), DUPLICATED)
@@ -351,14 +357,13 @@ async def test_a_copy_in_a_later_batch_gets_the_same_answer(
     body = relation_command(action, pair.a, pair.b, **extra)
 
     [first] = await run(world.relations(), [envelope(body, "m1")])
-    world.clock.advance(3600)
     [again] = await run(world.relations(), [envelope(body, "m1")])
 
     assert code_of(first) == 0
     assert result_of(again) == result_of(first)
     assert isinstance(again, Replayed)
     assert events_of(again) == []
-    assert _stored_props(world) == _expected_props(action)
+    assert await _stored_props(world) == _expected_props(action)
 
 
 async def test_a_copy_an_earlier_owner_decided_but_never_answered_is_answered_once(
@@ -376,7 +381,7 @@ async def test_a_copy_an_earlier_owner_decided_but_never_answered_is_answered_on
     [later] = await run(world.relations(), [envelope(body, "m1")])
     assert isinstance(later, Replayed)
     assert result_of(later) == result_of(first)
-    assert only(world).props == {"weight": 2}
+    assert (await only(world)).props == {"weight": 2}
 
 
 @pytest.mark.parametrize("after_landing", [True, False])
@@ -386,7 +391,7 @@ async def test_a_crash_around_the_write_is_finished_by_the_next_owner_once(
 ) -> None:
     await _before(world, pair, action)
     body = relation_command(action, pair.a, pair.b, **extra)
-    crashing = CrashingWrites(world.store.relations, "relations", after_landing=after_landing)
+    crashing = CrashingWrites(world.ports().relations, "relations", after_landing=after_landing)
     with pytest.raises(WorkerDied):
         await world.relations(crashing).process([envelope(body, "m1")])
 
@@ -400,7 +405,7 @@ async def test_a_crash_around_the_write_is_finished_by_the_next_owner_once(
     assert len(events_of(answer)) == 1
     assert result_of(outcomes[1]) == result_of(answer)
     assert events_of(outcomes[1]) == []
-    assert _stored_props(world) == _expected_props(action)
+    assert await _stored_props(world) == _expected_props(action)
     [again] = await run(world.relations(), [envelope(body, "m1")])
     assert isinstance(again, Replayed)
     assert result_of(again) == result_of(answer)

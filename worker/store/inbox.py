@@ -66,13 +66,14 @@ class Target:
 
 @dataclass(frozen=True)
 class WriteAhead:
-    """A decided answer and the write it goes with, recorded before the write is made."""
+    """A decided answer and the write it goes with (none: a refusal), recorded before the
+    write is made."""
 
     command_id: str
     result: ResultModel
-    events: Sequence[Event]
-    target: Target
-    mark: Mark
+    events: Sequence[Event] = ()
+    target: Target | None = None
+    mark: Mark | None = None
 
 
 def plan_of(
@@ -82,7 +83,7 @@ def plan_of(
     mark: Mark | None,
     fence: Fence | None,
 ) -> tuple[str, Plan]:
-    """A plan's name in its record (`<partition>-<epoch>`) and the plan, as JSON."""
+    """A plan's name in its record (`<partition>-<epoch>-<number>`) and the plan, as JSON."""
     partition, epoch = (fence.key, fence.epoch) if fence else ("-", 0)
     plan = {
         "result": result.document(),
@@ -92,7 +93,7 @@ def plan_of(
         "epoch": epoch,
         "number": mark.number if mark else 0,
     }
-    return f"{partition}-{epoch}", plan
+    return f"{partition}-{epoch}-{plan['number']}", plan
 
 
 def mark_of(plan: Plan) -> Mark:
@@ -111,15 +112,22 @@ def answer_of(record: Record) -> Plan:
     return record["plans"][named] if named in record["plans"] else newest(record)[1]
 
 
-def landed_plan(record: Record, watermark: Watermark) -> str | None:
-    """The plan whose write is on a target carrying `watermark`: the one named, else the
-    latest of those the watermark has passed (None: none landed)."""
+def landed_plan(record: Record, target: Target, watermark: Watermark) -> str | None:
+    """The plan whose write is on `target`, which carries `watermark` (None: none landed):
+    the one named, else the latest plan of the owner whose epoch the target's last applied
+    mark carries, if the mark has passed it. An owner plans a command again only when its
+    last plan did not land, and its marks reach a document in queue order; a later owner's
+    mark says nothing of an earlier owner's plan (that write may have been refused after the
+    later one wrote)."""
     if record.get("answer") in record["plans"]:
         return str(record["answer"])
+    applied = watermark.applied
     landed = [
-        (mark_of(plan), name)
+        (mark, str(name))
         for name, plan in record["plans"].items()
-        if plan["target"] is not None and mark_of(plan) <= watermark.applied
+        if plan["target"] == vars(target)
+        and (mark := mark_of(plan)).epoch == applied.epoch
+        and mark <= applied
     ]
     return max(landed)[1] if landed else None
 
@@ -164,7 +172,7 @@ class MongoInbox:
         target = Target(**latest["target"])
         document = await self._sealed(target)
         stored = ((document or {}).get("_w") or {}).get(latest["partition"])
-        name = landed_plan(record, Watermark.of(stored))
+        name = landed_plan(record, target, Watermark.of(stored))
         if name is None:
             return Resume(target.document_id)
         if len(record["plans"]) > 1:
@@ -186,37 +194,57 @@ class MongoInbox:
         """Record which plan a command of several owners' plans answers with."""
         await self._records.update_one({"_id": command_id}, {"$set": {"answer": name}})
 
-    async def write_ahead(self, entries: Sequence[WriteAhead]) -> None:
-        """Record decided answers before their writes, as this owner's plans."""
-        await self._record([(e.command_id, e.result, e.events, e.target, e.mark) for e in entries])
+    async def landed_before(self, reads: Mapping[str, tuple[Target, Watermark]]) -> set[str]:
+        """The commands an earlier owner of whose write landed on its target, as read
+        (`reads`: the target and this partition's watermark on it, by command id)."""
+        if not reads:
+            return set()
+        records = await self._records.find({"_id": {"$in": list(reads)}}).to_list()
+        return {r["_id"] for r in records if landed_plan(r, *reads[r["_id"]]) is not None}
+
+    async def write_ahead(self, entries: Sequence[WriteAhead]) -> set[str]:
+        """Record decided answers before their writes, as this owner's plans, where the
+        command has no record yet; the commands that have one (planned by an earlier owner,
+        or by this one in an earlier round) are returned, for `add_plans`."""
+        return await self._insert([self._record_of(entry) for entry in entries])
+
+    async def add_plans(self, entries: Sequence[WriteAhead]) -> None:
+        """Add this owner's plans to the records that exist."""
+        await self._set_plans([self._record_of(entry) for entry in entries])
 
     async def remember(self, answers: Mapping[str, ResultModel]) -> None:
+        records = [self._record_of(WriteAhead(cid, result)) for cid, result in answers.items()]
         async with translated():
-            await self._record([(cid, result, (), None, None) for cid, result in answers.items()])
+            existing = await self._insert(records)
+            await self._set_plans([r for r in records if r["_id"] in existing])
 
-    async def _record(
-        self,
-        plans: Sequence[tuple[str, ResultModel, Sequence[Event], Target | None, Mark | None]],
-    ) -> None:
-        """Plain inserts first; a record that exists (planned before, by this owner or an
-        earlier one) gets this owner's plan set."""
-        if not plans:
-            return
-        now = datetime.now(UTC)
-        named = [plan_of(*plan[1:], self._fence) for plan in plans]
-        records = [
-            {"_id": plan[0], "plans": {name: body}, "at": now}
-            for plan, (name, body) in zip(plans, named, strict=True)
-        ]
+    def _record_of(self, entry: WriteAhead) -> Record:
+        name, plan = plan_of(entry.result, entry.events, entry.target, entry.mark, self._fence)
+        return {"_id": entry.command_id, "plans": {name: plan}, "at": datetime.now(UTC)}
+
+    async def _insert(self, records: Sequence[Record]) -> set[str]:
+        """Insert the records; the ids of those that exist already."""
+        if not records:
+            return set()
         try:
             await self._records.insert_many(records, ordered=False)
         except BulkWriteError as exc:
+            return {records[index]["_id"] for index in duplicate_indexes(exc)}
+        return set()
+
+    async def _set_plans(self, records: Sequence[Record]) -> None:
+        if records:
             updates = [
                 UpdateOne(
-                    {"_id": records[index]["_id"]},
-                    {"$set": {f"plans.{named[index][0]}": named[index][1], "at": now}},
+                    {"_id": record["_id"]},
+                    {
+                        "$set": {
+                            **{f"plans.{n}": p for n, p in record["plans"].items()},
+                            "at": record["at"],
+                        }
+                    },
                 )
-                for index in sorted(duplicate_indexes(exc))
+                for record in records
             ]
             await self._records.bulk_write(updates, ordered=False)
 

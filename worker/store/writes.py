@@ -132,12 +132,12 @@ class WriteProtocol(Generic[W]):
         planned = [documents.planned(write) for write in writes]
         async with translated():
             marks = await self._ahead(planned)
-            fresh = [w for w, mark in zip(writes, marks, strict=True) if mark is not None]
+            fresh = [w for w, mark in zip(writes, marks, strict=True) if isinstance(mark, Mark)]
             claimed = iter(await documents.claim(fresh))
             now = datetime.now(UTC)
             operations = [
                 self._operation(p, documents.change(write, now), mark)
-                if mark is not None and next(claimed)
+                if isinstance(mark, Mark) and next(claimed)
                 else None
                 for p, write, mark in zip(planned, writes, marks, strict=True)
             ]
@@ -146,21 +146,35 @@ class WriteProtocol(Generic[W]):
             await documents.release(applied)
         return statuses
 
-    async def _ahead(self, planned: Sequence[Planned]) -> list[Mark | None]:
-        """Each write's mark, written ahead with its answer; None for a fenced one."""
+    async def _ahead(self, planned: Sequence[Planned]) -> list[Mark | WriteStatus]:
+        """Each write's mark, written ahead with its answer; or its status already: `fenced`
+        (planned on a read a later owner of this partition wrote or sealed), `landed_before`
+        (the read carries an earlier owner's write of the same command: one whose write
+        landed after this owner took the command over)."""
         fence = self._fence
-        marks = [
-            None if read is not None and fence.overtaken(read.stored()) else fence.number()
-            for read in (p.read for p in planned)
+        marks: list[Mark | WriteStatus] = [
+            "fenced" if p.read is not None and fence.overtaken(p.read.stored()) else fence.number()
+            for p in planned
         ]
-        await self._inbox.write_ahead(
-            [
-                WriteAhead(p.command_id, p.result, p.events, p.target, mark)
-                for p, mark in zip(planned, marks, strict=True)
-                if mark is not None and p.command_id is not None
-            ]
+        entries = {
+            p.command_id: (p, WriteAhead(p.command_id, p.result, p.events, p.target, mark))
+            for p, mark in zip(planned, marks, strict=True)
+            if isinstance(mark, Mark) and p.command_id is not None
+        }
+        planned_before = await self._inbox.write_ahead([entry for _, entry in entries.values()])
+        reads = {
+            command_id: (p.target, fence.watermark(p.read.stored()))
+            for command_id, (p, _) in entries.items()
+            if command_id in planned_before and p.read is not None
+        }
+        landed = await self._inbox.landed_before(reads)
+        await self._inbox.add_plans(
+            [entry for cid, (_, entry) in entries.items() if cid in planned_before - landed]
         )
-        return marks
+        return [
+            "landed_before" if p.command_id in landed else mark
+            for p, mark in zip(planned, marks, strict=True)
+        ]
 
     def _operation(self, planned: Planned, change: Insert | Update, mark: Mark) -> Operation:
         """The conditional operation of one write: an update applies only to the document
@@ -177,7 +191,7 @@ class WriteProtocol(Generic[W]):
     async def _land(
         self,
         planned: Sequence[Planned],
-        marks: Sequence[Mark | None],
+        marks: Sequence[Mark | WriteStatus],
         operations: Sequence[Operation | None],
     ) -> list[WriteStatus]:
         """Send the operations (None: not sent, a claim was lost) and tell how each write
@@ -190,10 +204,11 @@ class WriteProtocol(Generic[W]):
         ids = [p.target.stored_id for p in planned]
         found = await self._collection.find({"_id": {"$in": ids}}, {WATERMARKS: 1}).to_list()
         documents = {document["_id"]: document for document in found}
-        return [
-            self._status(documents.get(p.target.stored_id), mark, p.read is None)
+        statuses = [
+            self._status(documents.get(p.target.stored_id), mark)
             for p, mark in zip(planned, marks, strict=True)
         ]
+        return await self._found_landed(planned, statuses, documents)
 
     async def _bulk(self, operations: Sequence[Operation]) -> tuple[int, bool]:
         """How many operations found (or made) their document, and whether an insert met an
@@ -210,16 +225,43 @@ class WriteProtocol(Generic[W]):
             return touched, True
         return details.get("nMatched", 0) + details.get("nInserted", 0), False
 
-    def _status(
-        self, document: Mapping[str, Any] | None, mark: Mark | None, creation: bool
-    ) -> WriteStatus:
-        if mark is None or self._fence.overtaken(document):
+    def _status(self, document: Mapping[str, Any] | None, mark: Mark | WriteStatus) -> WriteStatus:
+        if not isinstance(mark, Mark):
+            return mark
+        if self._fence.overtaken(document):
             return "fenced"
-        if document is None:
-            return "conflict"
-        applied = self._fence.watermark(document).applied
-        if applied == mark:
+        if document is not None and self._fence.watermark(document).applied == mark:
             return "applied"
-        if creation and applied.epoch < mark.epoch:
-            return "landed_before"
         return "conflict"
+
+    async def _found_landed(
+        self,
+        planned: Sequence[Planned],
+        statuses: list[WriteStatus],
+        documents: Mapping[Any, Mapping[str, Any]],
+    ) -> list[WriteStatus]:
+        """A write that found its document changed landed before when the document carries
+        an earlier plan of the same command (a stale owner's insert that landed after this
+        owner looked: an insert cannot be sealed; or the command written again on a read from
+        before its write); else it conflicts: plan again."""
+        found = [
+            i
+            for i, p in enumerate(planned)
+            if statuses[i] == "conflict"
+            and p.command_id is not None
+            and p.target.stored_id in documents
+        ]
+        if not found:
+            return statuses
+        reads = {
+            str(planned[i].command_id): (
+                planned[i].target,
+                self._fence.watermark(documents[planned[i].target.stored_id]),
+            )
+            for i in found
+        }
+        landed = await self._inbox.landed_before(reads)
+        for i in found:
+            if planned[i].command_id in landed:
+                statuses[i] = "landed_before"
+        return statuses

@@ -2,8 +2,8 @@
 
 The domain says *what* a command changes (a write intent, with the answer and events that go
 with it); the store makes it land exactly once. Versions, applied-command markers, revision
-reservations and server quirks stay behind these ports (`worker.store` on MongoDB-wire
-servers, `worker.store.memory` in memory; the same contract tests run against both).
+reservations and server quirks stay behind these ports (`worker.store`, on MongoDB-wire
+servers; `tests/contract` is their contract suite).
 """
 
 from __future__ import annotations

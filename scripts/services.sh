@@ -17,13 +17,15 @@
 # mongo-java-server: a JDK and Maven come from Debian's packages if missing; the library's jars
 # come from Maven Central through `mvn dependency:copy-dependencies`, once per version, and the
 # launcher (scripts/mongo-java-server/Launcher.java) is compiled with javac once per change of
-# its source, all into $CACHE_DIR/mongo-java-server. The launcher changes two things and no
-# command's meaning: it reports MongoDB 5.0 / wire version 13 (the library's own default, wire
-# version 8, is refused by PyMongo >= 4.14), and a unique index (`_id` first) serves every
-# filter that names all of its keys at the top level, the other conditions then tested on the
-# candidates it gives, as MongoDB's planner would (stock 1.47.0 scans unless the filter is
-# exactly the index's keys: {_id: X, _v: 5, "_fence.ab": {$not: {$gt: 3}}} took 10-15 ms per
-# update at 50 000 documents, 0.1-0.25 ms with the launcher's planner; bench/RESULTS.md).
+# its source, all into $CACHE_DIR/mongo-java-server. The launcher changes three things and not
+# what a query or a write means: it reports MongoDB 5.0 / wire version 13 (the library's own
+# default, wire version 8, is refused by PyMongo >= 4.14); it refuses any authentication with
+# AuthenticationFailed, as MongoDB refuses a user it does not know (the library has no SASL
+# commands: CommandNotFound); and a unique index (`_id` first) serves every filter that names
+# all of its keys at the top level, the other conditions then tested on the candidates it
+# gives, as MongoDB's planner would (stock 1.47.0 scans unless the filter is exactly the index's
+# keys: {_id: X, _v: 5, "_fence.ab": {$not: {$gt: 3}}} took 10-15 ms per update at 50 000
+# documents, 0.1-0.25 ms with the launcher's planner; bench/RESULTS.md).
 # Each collection operation is one synchronized call of the library, so an update's filter and
 # its write are isolated from other writes (tests/integration/test_server_guarantees.py).
 # Data is in memory only: gone when it stops. PW_MJS_JAVA_OPTS sets the JVM's options (default
@@ -40,6 +42,9 @@
 #     `$not` on those keys, a prefix of a compound index, and keys with only a non-unique index
 #     or none scan the collection; a scanning `$in` costs documents × values (256 values ≈ 1.2 s
 #     at 50 000 documents, against ≈ 5 ms through the `_id` index, a condition beside it or not);
+#   - no users: a URL with credentials is refused (AuthenticationFailed, by the launcher);
+#   - a bulk insert with duplicate-key errors reports every document sent in nInserted (2 of
+#     3 stored, nInserted 3); the writeErrors are right;
 #   - no `$count` accumulator in `$group` ("unknown group operator"; `$sum: 1` works, and so
 #     does the `$count` stage);
 #   - every failed command is logged with its stack trace (even a `drop` of a missing

@@ -4,7 +4,7 @@
 //
 //     java -cp '<classes>:<jars>/*' Launcher [host] [port]     (default 127.0.0.1 27017)
 //
-// Two things differ from the library as shipped; neither changes what any command means.
+// Three things differ from the library as shipped; none changes what a query or a write means.
 //
 // 1. The reported version. The server reports MongoDB 5.0.0 with maxWireVersion 13: the
 //    library's own ServerVersion.MONGO_5_0 reports wire version 8, which PyMongo 4.14 and later
@@ -23,6 +23,10 @@
 //    scan would give (the order of several matches without a sort may differ, as it may on
 //    MongoDB); only the work to find it shrinks, as MongoDB's query planner would have it.
 //    Filters that no unique index covers go to the library unchanged.
+//
+// 3. Authentication. The server keeps no users, and the library lacks the SASL commands, so a
+//    client given credentials got CommandNotFound; it now gets what MongoDB answers for a user
+//    it does not know: AuthenticationFailed (code 18).
 //
 // Nothing here weakens a guarantee: every operation on a collection stays one synchronized
 // call of the library (AbstractSynchronizedMongoCollection), so the filter of an update and
@@ -43,6 +47,8 @@ import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
 import de.bwaldvogel.mongo.backend.memory.MemoryCollection;
 import de.bwaldvogel.mongo.backend.memory.MemoryDatabase;
 import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.exception.MongoServerError;
+import io.netty.channel.Channel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
@@ -70,6 +76,14 @@ public final class Launcher {
         @Override
         public MemoryDatabase openOrCreateDatabase(String databaseName) {
             return new PlannedDatabase(databaseName, getCursorRegistry());
+        }
+
+        @Override
+        public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+            if (command.equalsIgnoreCase("saslStart") || command.equalsIgnoreCase("authenticate")) {
+                throw new MongoServerError(18, "AuthenticationFailed", "Authentication failed.");
+            }
+            return super.handleCommand(channel, databaseName, command, query);
         }
     }
 

@@ -11,8 +11,8 @@ state differences and events, worker crashes (exits nobody caused), the peak RSS
 worker processes and the elapsed time; exits 1 when anything differs from the model.
 `--broker restart` runs `rabbitmqctl stop_app`/`start_app` (every client of that broker sees
 it); `proxy` cuts only this run's connections. `--mongodb-url` points the run (the worker
-through the database proxy) at another MongoDB-wire server, e.g. the mongo-java-server of
-`PW_MONGO_SERVER=mongo-java-server scripts/services.sh start` (PW_BENCH_MONGODB_URL).
+through the database proxy) at another MongoDB-wire server than the services' MONGODB_URL
+(mongo-java-server), e.g. MongoDB 7 (`PW_SERVICES=docker scripts/services.sh start`).
 `--processes N` runs N worker processes sharing `--partitions P` (PW_PARTITIONS): each kill
 strikes one live process (drawn from the seed), the broker restart and the database cut all
 of them, and by default one process joins and one leaves with SIGTERM during the stream; each

@@ -1,9 +1,9 @@
 """A flood, by hand (issue 10): N import commands queued before a worker process starts, then
 drained by it, with its memory sampled and every answer checked.
 
-    python -m bench.flood --commands 1000000 --mongodb-url mongodb://127.0.0.1:27018/
+    python -m bench.flood --commands 1000000
     python -m bench.flood --commands 100000 --slow-results --result-queue-max-length 1000 \\
-        --results-per-second 300 --mongodb-url mongodb://127.0.0.1:27018/
+        --results-per-second 300
 
 The commands (tests/integration/flood.py: 70 % creations, 30 % `incr`s of earlier profiles by
 email or `loyalty_id`, each with a message id) are published with pipelined confirms into the
@@ -20,8 +20,7 @@ successes, and the database holding exactly the profiles and ages the commands m
 the worker's publishes are refused and retried (`profile_worker_publish_refusals_total`), and
 nothing may be lost. The worker's log goes to a file, named at the end.
 
-Needs the services (`scripts/services.sh start`, and for speed mongo-java-server:
-`PW_MONGO_SERVER=mongo-java-server scripts/services.sh start`).
+Needs the services (`scripts/services.sh start`).
 """
 
 from __future__ import annotations

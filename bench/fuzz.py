@@ -4,7 +4,7 @@ process and reports, per queue and family, how many were answered, dead-lettered
 then checks that nothing was written and that the worker still answers a valid command.
 
 Needs the services (`scripts/services.sh start`); `--mongodb-url` picks another database server
-(e.g. mongo-java-server's `PW_BENCH_MONGODB_URL`).
+than the services' MONGODB_URL.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ half by the unique custom field `loyalty_id`; all with message ids) already
 queued; a worker process drains them; the rate counts from its first result to its last.
 Prints each rate, the worker's ratio to the lower raw rate and to the naive baseline, and the
 worker's peak RSS. `--mongodb-url` points every part, the worker process included
-(`PW_MONGODB_URL`), at another MongoDB-wire server, e.g. the mongo-java-server that
-`PW_MONGO_SERVER=mongo-java-server scripts/services.sh start` brings up (its `env` prints the
-URL as PW_BENCH_MONGODB_URL); the default is the settings' URL (PW_MONGODB_URL/MONGODB_URL).
+(`PW_MONGODB_URL`), at another MongoDB-wire server, e.g. MongoDB 7 (`PW_SERVICES=docker
+scripts/services.sh start`); the default is the settings' URL (PW_MONGODB_URL/MONGODB_URL,
+mongo-java-server as `scripts/services.sh start` runs it).
 """
 
 from __future__ import annotations

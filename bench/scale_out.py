@@ -178,7 +178,7 @@ def broker_pid() -> int | None:
 
 def database_pid(mongodb_url: str) -> int | None:
     """The process serving the URL's port: mongo-java-server's launcher takes it as an
-    argument, FerretDB in `--listen-addr`."""
+    argument (other servers as `host:port`)."""
     port = str(urlsplit(mongodb_url).port or 27017)
     return service_pid(
         lambda argv: (

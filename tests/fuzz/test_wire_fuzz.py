@@ -151,8 +151,7 @@ async def test_a_burst_of_commands_on_one_profile_is_answered_4xx(
 DEEP_BODIES: dict[str, bytes] = {
     # check_keys recurses once per level: RecursionError, retried, then 500
     "object field 990 deep": import_body(b'{"address": ' + nested(990) + b"}"),
-    # FerretDB (SQLite) refuses the document ("malformed JSON"), retried, then 500; MongoDB
-    # refuses documents nested over 100 levels
+    # MongoDB refuses documents nested over 100 levels (mongo-java-server stores them)
     "object field 400 deep": import_body(b'{"address": ' + nested(400) + b"}"),
     # the refusal's text takes repr() of the value: RecursionError, retried, then 500
     "custom field_value 950 deep": (

@@ -1,12 +1,14 @@
 """Per-operation cost of the worker's query shapes as a collection grows, and a few semantics.
 
-    python -m bench.ferretdb_ops [--sizes 1000,10000,50000] [--repeat 30]
+    python -m bench.server_ops [--sizes 1000,10000,50000] [--repeat 30]
 
 For each size: a fresh collection of that many profile-shaped documents (with the worker's
 secondary indexes), then the mean milliseconds of each operation over `--repeat` runs (batch
 operations over a third as many; slow ones stop after 3 runs or 15 s), after one warm-up run.
 Costs that stay flat as the collection grows mean the filter reached an index; costs that grow
-with it mean a scan. Then it checks that a duplicate `_id` is reported as code 11000 and that
+with it mean a scan. The conditional updates (`_id` plus a version, and plus a fence epoch) are
+the shapes whose atomicity tests/integration/test_server_guarantees.py asserts; here is their
+speed. Then it checks that a duplicate `_id` is reported as code 11000 and that
 `$match`/`$group`/`$sum`/`$sort`/`$limit` aggregate correctly. Uses MONGODB_URL (default
 mongodb://127.0.0.1:27017/) and drops its database.
 """
@@ -81,7 +83,7 @@ def measure(  # noqa: C901 - one closure per measured operation
     rng = random.Random(size)
     ids = [doc["_id"] for doc in docs]
     # distinct documents for the version-conditioned update, so that `_v: 1` still matches
-    fresh = iter(rng.sample(ids, repeat + 1))
+    fresh = iter(rng.sample(ids, 2 * (repeat + 1)))
     batches = max(1, repeat // 3)
     counter = iter(range(size, size + BATCH * (batches + 1)))
 
@@ -95,6 +97,13 @@ def measure(  # noqa: C901 - one closure per measured operation
     def update_versioned(_: int) -> None:
         r = coll.update_one(
             {"_id": next(fresh), "_v": 1}, {"$set": {"fields.city": "Oslo"}, "$inc": {"_v": 1}}
+        )
+        assert r.matched_count == 1
+
+    def update_fenced(_: int) -> None:
+        r = coll.update_one(
+            {"_id": next(fresh), "_v": 1, "_fence.p1": {"$not": {"$gt": 3}}},
+            {"$set": {"fields.city": "Oslo"}, "$inc": {"_v": 1}},
         )
         assert r.matched_count == 1
 
@@ -135,6 +144,7 @@ def measure(  # noqa: C901 - one closure per measured operation
         "find_one({_id})": timed(repeat, one),
         "update_one({_id}, $set)": timed(repeat, update_id),
         "update_one({_id, _v}, $set+$inc)": timed(repeat, update_versioned),
+        "update_one({_id, _v, _fence $not $gt}, $set+$inc)": timed(repeat, update_fenced),
         "find({_id: {$in: 256}})": timed(batches, find_in),
         "insert_many(256)": timed(batches, insert_batch),
         "bulk 256 upserts by _id, existing": timed(batches, upsert_existing),

@@ -39,6 +39,7 @@ from tests.integration.scale_out import (
     streamed_through_faults,
     summary,
 )
+from tests.support import LIVE
 from worker.runtime.client import CommandClient, Reply
 from worker.runtime.topology import declare
 from worker.settings import Settings
@@ -330,7 +331,7 @@ async def _relations_stored(
 ) -> list[str]:
     """Each relation stored once with its props as after its last step; detached ones gone."""
     stored: dict[str, list[dict[str, Any]]] = {}
-    async for doc in mongo.relations.find({"rel_id": 500}):
+    async for doc in mongo.relations.find({"rel_id": 500, **LIVE}):
         stored.setdefault(f"{doc['profile_id_a']}>{doc['profile_id_b']}", []).append(doc)
     problems = [f"{key}: stored, never commanded" for key in stored if key not in plans]
     for key, plan in plans.items():

@@ -44,6 +44,7 @@ from tests.integration.conftest import (
     worker_environment,
 )
 from tests.integration.services import ServiceUrls
+from tests.support import LIVE
 from worker.cli.failures import ExitCode
 from worker.domain.shared.catalog import CatalogFile
 from worker.domain.shared.ports import Inbox, Prior, ProfileStore, Stores, WriteStatus
@@ -330,7 +331,7 @@ async def effective(
         return {row for row in rows if email_for(row) in stored}
     if operation in READS:
         return {row for row, answer in answers.items() if read_one_relation(operation, answer)}
-    docs = await mongo.relations.find({}).to_list()
+    docs = await mongo.relations.find(LIVE).to_list()
     stored = {(doc["rel_id"], doc["profile_id_a"]) for doc in docs}
     there = {row for row, (_, t) in rows.items() if (TARGETS[t].rel_id, pairs[row][0]) in stored}
     if operation != "detach":

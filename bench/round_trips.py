@@ -3,11 +3,12 @@ server, counted by a PyMongo command listener around the real processor and stor
 
     python -m bench.round_trips [--commands N] [--mongodb-url URL]
 
-The catalog is cached as a worker caches it (30 s). A batch of N creations (by email, with message ids) is decided and completed first; then one
-batch of N updates (`incr` of the same profiles, new message ids) is counted, from the start of
-`process` to the end of `complete`, by command name. It uses only the store's and the
-processor's public API, so the same file runs on an older checkout for a before/after figure
-(`cd <checkout> && python -m bench.round_trips`).
+The catalog is cached as a worker caches it (30 s). A batch of N creations (by email, with
+message ids) is decided and completed first; then one batch of N updates (`incr` of the same
+profiles, new message ids) is counted, from the start of `process` to the end of `complete`,
+by command name. It uses only the store's and the processor's public API, so the same file
+runs on an older checkout for a before/after figure (`cd <checkout> && python -m
+bench.round_trips`).
 """
 
 from __future__ import annotations

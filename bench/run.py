@@ -155,18 +155,33 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, float]:
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_us(ticks: int) -> float:
+    """Clock ticks in microseconds."""
+    return ticks * 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+async def worker_end_to_end(settings: Settings, count: int) -> tuple[float, float, float]:
+    """The worker's rate, its peak RSS (MiB), and its CPU per command (µs, from /proc: start-up
+    and the drain)."""
     store = MongoStore.from_settings(settings)
     await store.catalog.apply(load_catalog(Path("examples/catalog.yaml")))
     rate, process = await drain_with_worker(
         settings, settings.import_queue, settings.import_result_queue, commands(count)
     )
     rss = peak_rss_mib(process.pid)
+    cpu = cpu_us(cpu_ticks(process.pid)) / count
     process.terminate()
     await process.wait()
     await store.drop(settings.mongodb_database)
     await store.close()
-    return rate, rss
+    return rate, rss, cpu
 
 
 def bench_settings(mongodb_url: str | None = None) -> Settings:
@@ -192,7 +207,7 @@ async def main(count: int, mongodb_url: str | None) -> None:
     broker = await raw_broker(settings.amqp_url, orjson.dumps(commands(1)[0][1]), count)
     database = await raw_database(settings, count)
     naive = await naive_rate(settings, settings.mongodb_url, count)
-    worker, rss = await worker_end_to_end(settings, count)
+    worker, rss, cpu = await worker_end_to_end(settings, count)
     await delete_topology(settings)
     lower = min(broker, database)
     print(f"messages            {count}")
@@ -202,6 +217,7 @@ async def main(count: int, mongodb_url: str | None) -> None:
     print(f"naive baseline      {naive:8.0f} cmd/s  (one message at a time, confirm per message)")
     print(f"worker end to end   {worker:8.0f} cmd/s  ({worker / lower:.0%} of the lower raw rate)")
     print(f"worker / naive      {worker / naive:8.1f} x")
+    print(f"worker CPU          {cpu:8.0f} µs/cmd  (utime + stime from /proc, start-up included)")
     print(f"worker peak RSS     {rss:8.1f} MiB")
 
 

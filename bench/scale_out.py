@@ -92,7 +92,7 @@ from pymongo import AsyncMongoClient
 
 from bench.mix import commands
 from bench.raw_broker import raw_broker
-from bench.run import peak_rss_mib, worker_end_to_end
+from bench.run import cpu_ticks, peak_rss_mib, worker_end_to_end
 from tests.integration.conftest import delete_topology, isolated_settings
 from worker.cli.common import load_catalog
 from worker.domain.order import routing_key
@@ -141,13 +141,6 @@ class Figure:
 
 
 # ---- processes and /proc --------------------------------------------------------------------
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -726,7 +719,7 @@ async def bench_run_figure(base: Settings, count: int) -> Figure:
     PW_BENCH_PROFILE is a file, for its own harness)."""
     async with Part(base) as part:
         try:
-            rate, rss = await worker_end_to_end(part.settings, count)
+            rate, rss, _ = await worker_end_to_end(part.settings, count)
         except BaseException:
             await asyncio.to_thread(stop_children, part.settings.import_queue)
             raise

@@ -39,11 +39,12 @@ def test_a_plan_landed_once_its_owner_s_later_mark_is_on_the_target() -> None:
     assert landed_plan(record, TARGET, Watermark(4, Mark(4, 9))) == _name(Mark(4, 7))
 
 
-def test_a_later_owner_s_mark_says_nothing_of_an_earlier_owner_s_plan() -> None:
-    """The earlier owner's write may have been refused after the later owner wrote."""
+def test_a_later_owner_s_mark_follows_the_earlier_owner_s_write() -> None:
+    """A later owner writes a document only after the earlier owner's plans for it are
+    settled: found landed, or sealed out and decided again (then its own plan is newer)."""
     record = _record(Mark(4, 7))
 
-    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) is None
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) == _name(Mark(4, 7))
 
 
 def test_a_plan_landed_only_on_its_own_target() -> None:
@@ -60,12 +61,13 @@ def test_a_seal_alone_is_no_landing() -> None:
     assert landed_plan(record, TARGET, Watermark(9, Mark(3, 50))) is None
 
 
-def test_of_several_owners_plans_the_one_whose_epoch_the_target_carries_landed() -> None:
+def test_of_several_owners_plans_the_latest_the_target_s_mark_passed_landed() -> None:
     record = _record(Mark(4, 7), Mark(5, 2))
 
     assert landed_plan(record, TARGET, Watermark(5, Mark(4, 7))) == _name(Mark(4, 7))
+    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) == _name(Mark(4, 7))
     assert landed_plan(record, TARGET, Watermark(5, Mark(5, 2))) == _name(Mark(5, 2))
-    assert landed_plan(record, TARGET, Watermark(5, Mark(5, 1))) is None
+    assert landed_plan(record, TARGET, Watermark(5, Mark(4, 6))) is None
 
 
 def test_a_named_answer_wins() -> None:

@@ -114,20 +114,21 @@ def answer_of(record: Record) -> Plan:
 
 def landed_plan(record: Record, target: Target, watermark: Watermark) -> str | None:
     """The plan whose write is on `target`, which carries `watermark` (None: none landed):
-    the one named, else the latest plan of the owner whose epoch the target's last applied
-    mark carries, if the mark has passed it. An owner plans a command again only when its
-    last plan did not land, and its marks reach a document in queue order; a later owner's
-    mark says nothing of an earlier owner's plan (that write may have been refused after the
-    later one wrote)."""
+    the one named, else the latest plan for that target that the target's last applied mark
+    has passed.
+
+    Marks of one partition reach a document in queue order, a later owner's after an earlier
+    owner's: an owner plans a command again only when its last plan did not land, and a stale
+    owner cannot write ahead a plan for a document after its successor wrote it (its earlier
+    commands on that document come first, and the first of them that meets the successor's
+    seal or write ends its batch). So a mark at or past a plan's is that plan's write, or a
+    later command's after it."""
     if record.get("answer") in record["plans"]:
         return str(record["answer"])
-    applied = watermark.applied
     landed = [
         (mark, str(name))
         for name, plan in record["plans"].items()
-        if plan["target"] == vars(target)
-        and (mark := mark_of(plan)).epoch == applied.epoch
-        and mark <= applied
+        if plan["target"] == vars(target) and (mark := mark_of(plan)) <= watermark.applied
     ]
     return max(landed)[1] if landed else None
 

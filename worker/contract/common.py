@@ -75,7 +75,7 @@ def parse_json_object(body: bytes, max_bytes: int) -> dict[str, Any]:
 
 MAX_NESTING = 32
 """Objects and arrays in arrays and objects: deeper bodies are refused (MongoDB stores at most
-100 levels, FerretDB fewer, and recursive checks must stay far from Python's limit)."""
+100 levels, and recursive checks must stay far from Python's limit)."""
 _LONG_DIGITS = re.compile(rb"\d{19,}")
 
 

@@ -128,6 +128,11 @@ class Batch:
         outcome = self._refused(admitted.envelope, admitted.command_id, error, feedback_id)
         self._outcomes[admitted.index] = outcome
 
+    def undecided(self, job: Job) -> bool:
+        """Whether the job still waits for a round: its write met a concurrent change, or an
+        earlier job has its target in hand."""
+        return self._outcomes[job.index] is None
+
     def rounds(self) -> Iterator[int]:
         """Round numbers while rounds make progress, at most MAX_ROUNDS: the caller runs a
         round between two of them. A round that decided nothing and wrote nothing ends them.
@@ -141,16 +146,16 @@ class Batch:
             if (self._decided_count(), self._written) == before:
                 return
 
-    async def write(self, planned: Sequence[tuple[J, W]], store: Writer[W]) -> list[J]:
-        """Hand the planned writes to the store and answer those that applied; the jobs whose
-        write met a concurrent change, to plan again next round. Refusals decided so far are
-        recorded first (see `_remember_refusals`)."""
+    async def write(self, planned: Sequence[tuple[J, W]], store: Writer[W]) -> None:
+        """Hand the planned writes to the store and answer those that applied; a job whose
+        write met a concurrent change stays `undecided`, to plan again next round. Refusals
+        decided so far are recorded first (see `_remember_refusals`)."""
         if not planned:
-            return []
+            return
         await self._remember_refusals()
         statuses = await store.write([write for _, write in planned])
         self._written += len(planned)
-        conflicts, landed_before = [], []
+        landed_before = []
         for (job, planned_write), status in zip(planned, statuses, strict=True):
             if status == "applied":
                 result, events = planned_write.result, planned_write.events
@@ -159,10 +164,7 @@ class Batch:
                 landed_before.append(job)
             elif status == "fenced":
                 raise PartitionLost("a later owner of this partition wrote a planned document")
-            else:
-                conflicts.append(job)
         await self._answer_as_recorded(landed_before)
-        return conflicts
 
     async def take_over(self) -> list[Admitted]:
         """What earlier owners decided of these commands (the inbox seals the targets of those

@@ -41,10 +41,9 @@ class ImportProcessor(CommandProcessor):
         checked = [item for job in jobs if (item := await self._checked(job, batch)) is not None]
         for _ in batch.rounds():
             lookup = await self._lookup(checked)
-            planned, waiting = await self._plan(checked, lookup, batch)
-            again = {job.index for job in await batch.write(planned, self._stores.profiles)}
-            again |= {job.index for job in waiting}
-            checked = [item for item in checked if item.job.index in again]
+            planned, _ = await self._plan(checked, lookup, batch)
+            await batch.write(planned, self._stores.profiles)
+            checked = [item for item in checked if batch.undecided(item.job)]
             if not checked:
                 break
         return await batch.settled([item.job for item in checked])

@@ -46,10 +46,9 @@ class RelationProcessor(CommandProcessor):
                 known = await self._addressed([item.job for item in checked])
                 checked = [c for item in checked if (c := _readdressed(item, known, batch))]
             resolved = await self._resolve(checked, batch)
-            planned, waiting = await self._plan(resolved, batch)
-            again = {job.index for job in await batch.write(planned, self._stores.relations)}
-            again |= {job.index for job in waiting}
-            checked = [item for item in checked if item.job.index in again]
+            planned, _ = await self._plan(resolved, batch)
+            await batch.write(planned, self._stores.relations)
+            checked = [item for item in checked if batch.undecided(item.job)]
             if not checked:
                 break
         return await batch.settled([item.job for item in checked])
